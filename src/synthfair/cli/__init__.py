@@ -1,0 +1,1 @@
+"""The `synthfair` command line: one module per command, registered in `synthfair.cli.main`."""
