@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 import synthfair
-from synthfair.cli import env
+from synthfair.cli import demo, env, phantom
 from synthfair.errors import SynthfairError
 
 EXIT_KNOWN_ERROR = 2
@@ -30,6 +30,8 @@ app = typer.Typer(
 # --- commands: one module per command; register new ones here ----------------------------------------------
 COMMANDS = [
     ("env", env.env),
+    ("phantom", phantom.phantom),
+    ("demo", demo.demo),
 ]
 for _name, _function in COMMANDS:
     app.command(_name)(_function)

@@ -43,7 +43,9 @@ class Anatomy:
 
     def ids(self, *patterns: str) -> list[int]:
         """Label ids of the structures whose names match any glob pattern, e.g. ``ids("rib_*", "sternum")``."""
-        return sorted({i for name, i in self.structures.items() if any(fnmatch.fnmatch(name, p) for p in patterns)})
+        return sorted(
+            {i for name, i in self.structures.items() if any(fnmatch.fnmatch(name, p) for p in patterns)}
+        )
 
     def mask(self, *patterns: str) -> np.ndarray:
         """Boolean (X, Y, Z) mask of the structures matching ``patterns``."""

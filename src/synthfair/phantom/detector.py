@@ -7,7 +7,7 @@ Given water-equivalent path lengths ``p`` (cm), a device profile produces the di
    ``1 / sqrt(I)``, i.e. with ``exp(mu_w p / 2)``; ``z`` is the subject's fixed standard-normal field, so
    a counterfactual keeps its noise realization;
 3. vendor processing: unsharp masking with an 8 mm kernel, amount ``edge_enhance``;
-4. display curve: window ``[lo, hi]`` to [0, 1], an S-curve of steepness ``contrast``, then ``gamma``
+4. display curve (after the view's automatic exposure offset): window ``[lo, hi]`` to [0, 1], an S-curve of steepness ``contrast``, then ``gamma``
    (bone bright, air dark, as MONOCHROME2);
 5. collimation: shutters ``collimation_mm`` (jittered per subject) from each edge, filled with ``shutter``;
 6. burned-in markers: a lead side letter in the device's corner, and "AP" on portable films when the
@@ -59,6 +59,7 @@ class Exposure:
     portable: bool  # the view is a portable (supine) film
     collimation_jitter: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # in [-1, 1]
     marker_jitter: tuple[float, float] = (0.0, 0.0)  # in [-1, 1]
+    exposure_cm: float = 0.0  # automatic exposure control: subtracted from p before the display curve
 
 
 def acquire(p: np.ndarray, device: DeviceProfile, exposure: Exposure, z: np.ndarray) -> np.ndarray:
@@ -68,7 +69,7 @@ def acquire(p: np.ndarray, device: DeviceProfile, exposure: Exposure, z: np.ndar
     p = p + device.noise * np.exp(MU_WATER * (p - 10.0) / 2.0) * z  # 2
     if device.edge_enhance:
         p = p + device.edge_enhance * (p - ndimage.gaussian_filter(p, UNSHARP_MM / px, mode="nearest"))  # 3
-    img = display_curve(p, device)  # 4
+    img = display_curve(p - exposure.exposure_cm, device)  # 4
     collimate(img, device, exposure)  # 5
     burn_markers(img, device, exposure)  # 6
     return np.round(np.clip(img, 0.0, 1.0) * 65535.0).astype(np.uint16)  # 7
@@ -85,14 +86,15 @@ def display_curve(p: np.ndarray, device: DeviceProfile) -> np.ndarray:
 def collimate(img: np.ndarray, device: DeviceProfile, exposure: Exposure) -> None:
     if device.collimation_mm <= 0:
         return
-    n = img.shape[0]
+    rows, cols = img.shape
     top, bottom, left, right = (
-        int(round(device.collimation_mm * (1.0 + 0.5 * j) / exposure.pixel_mm)) for j in exposure.collimation_jitter
+        int(round(device.collimation_mm * (1.0 + 0.5 * j) / exposure.pixel_mm))
+        for j in exposure.collimation_jitter
     )
     img[:top] = device.shutter
-    img[n - bottom:] = device.shutter
+    img[rows - bottom :] = device.shutter
     img[:, :left] = device.shutter
-    img[:, n - right:] = device.shutter
+    img[:, cols - right :] = device.shutter
 
 
 def burn_markers(img: np.ndarray, device: DeviceProfile, exposure: Exposure) -> None:
@@ -105,18 +107,21 @@ def burn_markers(img: np.ndarray, device: DeviceProfile, exposure: Exposure) -> 
 
 def _stamp(img: np.ndarray, text: str, corner: str, height_mm: float, exposure: Exposure) -> None:
     """Draw ``text`` in white, ``height_mm`` tall, about 6% of the image in from ``corner``."""
-    n = img.shape[0]
+    if not text:
+        return
+    rows, cols = img.shape
     cell = max(1, int(round(height_mm / exposure.pixel_mm / 7)))
-    bitmap = np.concatenate([np.pad(np.array([[c == "1" for c in r] for r in GLYPHS[ch]]), ((0, 0), (0, 1)))
-                             for ch in text], axis=1)
+    bitmap = np.concatenate(
+        [np.pad(np.array([[c == "1" for c in r] for r in GLYPHS[ch]]), ((0, 0), (0, 1))) for ch in text],
+        axis=1,
+    )
     glyph = np.kron(bitmap, np.ones((cell, cell), dtype=bool))
     h, w = glyph.shape
-    if h >= n or w >= n:
+    if h >= rows or w >= cols:
         return
-    margin = 0.06 * n
-    jy, jx = (0.02 * n * j for j in exposure.marker_jitter)
-    top = int(round(margin + jy)) if corner.startswith("top") else int(round(n - margin - h + jy))
-    left = int(round(margin + jx)) if corner.endswith("left") else int(round(n - margin - w + jx))
-    top, left = min(max(top, 0), n - h), min(max(left, 0), n - w)
-    region = img[top:top + h, left:left + w]
+    jy, jx = 0.02 * rows * exposure.marker_jitter[0], 0.02 * cols * exposure.marker_jitter[1]
+    top = round(0.06 * rows + jy) if corner.startswith("top") else round(rows - 0.06 * rows - h + jy)
+    left = round(0.06 * cols + jx) if corner.endswith("left") else round(cols - 0.06 * cols - w + jx)
+    top, left = min(max(int(top), 0), rows - h), min(max(int(left), 0), cols - w)
+    region = img[top : top + h, left : left + w]
     region[glyph] = 1.0

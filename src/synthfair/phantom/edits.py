@@ -31,8 +31,13 @@ CALCIFIED_GAIN_HU = 550.0
 BONES = ("rib_*", "vertebrae_*", "sternum", "clavicula_*", "scapula_*", "humerus_*")
 RIGHT_LOBES = ("lung_upper_lobe_right", "lung_middle_lobe_right", "lung_lower_lobe_right")
 LEFT_LOBES = ("lung_upper_lobe_left", "lung_lower_lobe_left")
-LOBES = ("lung_lower_lobe_right", "lung_lower_lobe_left", "lung_upper_lobe_right", "lung_middle_lobe_right",
-         "lung_upper_lobe_left")
+LOBES = (
+    "lung_lower_lobe_right",
+    "lung_lower_lobe_left",
+    "lung_upper_lobe_right",
+    "lung_middle_lobe_right",
+    "lung_upper_lobe_left",
+)
 LOBE_WEIGHTS = (0.30, 0.25, 0.15, 0.15, 0.15)  # lower lobes are consolidated more often
 
 
@@ -185,7 +190,7 @@ def add_breasts(hu: np.ndarray, index: AnatomyIndex, radius_mm: float, ptosis: f
     """Two hemi-ellipsoids of breast tissue on the anterior chest wall (radius in mm; ptosis shifts them
     down by that fraction of the radius)."""
     sp = index.spacing
-    rx, rz, ry = radius_mm / sp[0], radius_mm * 0.9 / sp[2], radius_mm * 0.8 / sp[1]
+    rx, rz, ry = radius_mm / sp[0], radius_mm * 0.9 / sp[2], radius_mm * 0.6 / sp[1]
     for cx, cz in index.breast_centers:
         cz = cz - ptosis * rz
         xs = np.arange(max(0, int(cx - rx)), min(index.shape[0], int(cx + rx) + 1))
@@ -196,5 +201,5 @@ def add_breasts(hu: np.ndarray, index: AnatomyIndex, radius_mm: float, ptosis: f
         skin = index.anterior[xx, zz]
         ys = np.arange(index.shape[1])[None, None, :]
         inside = (ys > skin[..., None]) & (ys <= (skin + depth)[..., None]) & (skin[..., None] >= 0)
-        block = hu[xs[0]:xs[-1] + 1, :, zs[0]:zs[-1] + 1]  # (nx, Y, nz)
+        block = hu[xs[0] : xs[-1] + 1, :, zs[0] : zs[-1] + 1]  # (nx, Y, nz)
         block[np.moveaxis(inside, 2, 1)] = FAT_GLAND_HU

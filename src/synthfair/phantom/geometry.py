@@ -87,31 +87,56 @@ def inverse_linear(geom: SubjectGeometry) -> np.ndarray:
     return np.diag(1.0 / np.asarray(geom.scale)) @ (roll @ yaw).T
 
 
-def slab_grids(frame: AnatomyFrame, geom: SubjectGeometry, depth_axis: int, q_depth: np.ndarray,
-               q_col: np.ndarray, q_row: np.ndarray) -> torch.Tensor:
+def slab_grids(
+    frame: AnatomyFrame,
+    geom: SubjectGeometry,
+    depth_axis: int,
+    q_depth: np.ndarray,
+    q_col: np.ndarray,
+    q_row: np.ndarray,
+) -> torch.Tensor:
     """grid_sample grids (D, H, W, 2) over the base slabs for subject points on each slab.
 
     ``q_depth`` (D,) is each slab's subject depth, ``q_col`` (D, W) and ``q_row`` (D, H) the subject
-    in-plane coordinates (column axis; z) of every detector column and row on that slab.
+    in-plane coordinates (column axis; z) of every detector column and row on that slab. Each grid
+    component ``c`` is ``row_c[h] + col_c[w] + (B_row @ K_c @ B_col^T)[h, w]`` (affine part plus the
+    displacement's separable expansion), so the whole grid is one batched matrix product whose output
+    columns interleave the two components: (D, H, 2W) is already the (D, H, W, 2) grid in memory.
     """
     col_axis = 0 if depth_axis == 1 else 1
     m = inverse_linear(geom)
-    qz = q_row
-    below = qz < frame.apex_z * geom.scale[2]
     apex = frame.apex_z * geom.scale[2]
-    qz = np.where(below, apex - (apex - qz) / geom.inspiration, qz)
-    disp = _displacement(frame, geom, depth_axis, q_depth, q_col, q_row)  # (2, D, H, W) or None
-    grids = []
-    for out_axis in (col_axis, 2):  # grid x indexes the column axis, grid y indexes z
-        col_term = m[out_axis, col_axis] * q_col  # (D, W)
-        row_term = m[out_axis, 2] * qz  # (D, H)
-        slab_term = m[out_axis, depth_axis] * q_depth + frame.center[out_axis]  # (D,)
-        p = torch.from_numpy(row_term[:, :, None] + col_term[:, None, :] + slab_term[:, None, None])
-        if disp is not None:
-            p = p + disp[0 if out_axis == col_axis else 1]
-        scale = frame.spacing[out_axis] * (frame.shape[out_axis] - 1)
-        grids.append((2.0 * p / scale - 1.0).float())
-    return torch.stack(grids, dim=-1)
+    qz = np.where(q_row < apex, apex - (apex - q_row) / geom.inspiration, q_row)
+    basis = _displacement_basis(frame, geom, depth_axis, q_depth, q_col, q_row)
+    n_slabs, height, width = q_depth.shape[0], q_row.shape[1], q_col.shape[1]
+    left, right = [], []
+    for comp, out_axis in enumerate((col_axis, 2)):  # grid x indexes the column axis, grid y indexes z
+        norm = 2.0 / (frame.spacing[out_axis] * (frame.shape[out_axis] - 1))  # mm -> [-1, 1]
+        row = (
+            m[out_axis, 2] * qz + (m[out_axis, depth_axis] * q_depth + frame.center[out_axis])[:, None]
+        ) * norm
+        col = m[out_axis, col_axis] * q_col * norm - 1.0
+        left.append(row[:, :, None])  # (D, H, 1) times a 0/1 row selecting this component
+        right.append(_interleave(np.ones((n_slabs, 1, width)), comp))
+        left.append(np.ones((n_slabs, height, 1)))  # times the column term
+        right.append(_interleave(col[:, None, :], comp))
+        if basis is not None:
+            phi_row, k, phi_col = basis
+            left.append(phi_row @ (k[comp] * norm))  # (D, H, G)
+            right.append(_interleave(np.swapaxes(phi_col, 1, 2), comp))  # (D, G, 2W)
+    grid = torch.bmm(_f32(np.concatenate(left, axis=2)), _f32(np.concatenate(right, axis=1)))
+    return grid.view(n_slabs, height, width, 2)
+
+
+def _interleave(rows: np.ndarray, comp: int) -> np.ndarray:
+    """(D, R, W) -> (D, R, 2W) with ``rows`` at positions ``2w + comp`` and zeros elsewhere."""
+    out = np.zeros((*rows.shape[:2], 2 * rows.shape[2]))
+    out[:, :, comp::2] = rows
+    return out
+
+
+def _f32(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
 def _bumps(coord: np.ndarray, half_extent: float, n: int) -> np.ndarray:
@@ -121,7 +146,8 @@ def _bumps(coord: np.ndarray, half_extent: float, n: int) -> np.ndarray:
     return np.exp(-0.5 * ((coord[..., None] - centers) / width) ** 2)
 
 
-def _displacement(frame, geom, depth_axis, q_depth, q_col, q_row):
+def _displacement_basis(frame, geom, depth_axis, q_depth, q_col, q_row):
+    """Separable factors of the displacement on each slab: ``d_comp = phi_row @ k[comp] @ phi_col^T``."""
     coef = geom.displacement_coefficients()
     if coef is None:
         return None
@@ -130,9 +156,8 @@ def _displacement(frame, geom, depth_axis, q_depth, q_col, q_row):
     phi_depth = _bumps(q_depth, frame.extent[depth_axis], n)  # (D, G)
     phi_col = _bumps(q_col, frame.extent[col_axis], n)  # (D, W, G)
     phi_row = _bumps(q_row, frame.extent[2], n)  # (D, H, G)
-    out = []
+    k = []
     for comp in (col_axis, 2):
         c = np.moveaxis(coef[comp], (col_axis, depth_axis, 2), (0, 1, 2))  # (G_col, G_depth, G_z)
-        k = np.einsum("cdz,sd->szc", c, phi_depth)  # (D, G_z, G_col)
-        out.append(torch.from_numpy(phi_row @ k @ np.swapaxes(phi_col, 1, 2)))  # (D, H, W)
-    return out
+        k.append(np.einsum("cdz,sd->szc", c, phi_depth))  # (D, G_z, G_col)
+    return phi_row, k, phi_col

@@ -41,8 +41,9 @@ class ViewGeometry:
     fov_mm: float = 400.0  # square detector field of view
 
 
-def project(mu: np.ndarray, frame: AnatomyFrame, view: ViewGeometry, subject: SubjectGeometry,
-            size: int) -> np.ndarray:
+def project(
+    mu: np.ndarray, frame: AnatomyFrame, view: ViewGeometry, subject: SubjectGeometry, size: int
+) -> np.ndarray:
     """Line integrals (cm water-equivalent) through ``mu`` (X, Y, Z; attenuation relative to water).
 
     Returns (size, size) float64, row 0 superior.
@@ -67,8 +68,9 @@ def project(mu: np.ndarray, frame: AnatomyFrame, view: ViewGeometry, subject: Su
     for start in range(0, len(keep), SLAB_CHUNK):
         sl = slice(start, start + SLAB_CHUNK)
         grid = slab_grids(frame, subject, a, q_depth[sl], q_col[sl], q_row[sl])  # (n, H, W, 2)
-        sampled = F.grid_sample(slabs[keep[sl]], grid, mode="bilinear", padding_mode="zeros",
-                                align_corners=True)  # (n, 1, H, W)
+        sampled = F.grid_sample(
+            slabs[keep[sl]], grid, mode="bilinear", padding_mode="zeros", align_corners=True
+        )  # (n, 1, H, W)
         total += sampled[:, 0].sum(0, dtype=torch.float64)
     obliquity = 1.0
     if not math.isinf(view.sid_mm):

@@ -46,14 +46,19 @@ class PhantomSCM:
         self.where = where
         unknown = [k for k in spec if k not in taxonomy]
         if unknown:
-            raise _error(where, unknown[0], "is not a covariate of the taxonomy",
-                         f"use one of {list(taxonomy.names)}{did_you_mean(unknown[0], taxonomy.names)}")
+            raise _error(
+                where,
+                unknown[0],
+                "is not a covariate of the taxonomy",
+                f"use one of {list(taxonomy.names)}{did_you_mean(unknown[0], taxonomy.names)}",
+            )
         missing = [n for n in taxonomy.names if n not in spec]
         if missing:
             raise _error(where, missing[0], "has no structural equation", "add an entry for every covariate")
         self.order = taxonomy.topological_order()
-        self.nodes = {name: _parse_node(taxonomy[name], spec[name], taxonomy, f"{where}.{name}")
-                      for name in self.order}
+        self.nodes = {
+            name: _parse_node(taxonomy[name], spec[name], taxonomy, f"{where}.{name}") for name in self.order
+        }
 
     # -- noise ---------------------------------------------------------------------------------------
     def noise_size(self, name: str) -> int:
@@ -76,8 +81,12 @@ class PhantomSCM:
         return out
 
     # -- equations -------------------------------------------------------------------------------------
-    def predict(self, noise: Mapping[str, np.ndarray], do: Mapping[str, Any] | None = None,
-                factual: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def predict(
+        self,
+        noise: Mapping[str, np.ndarray],
+        do: Mapping[str, Any] | None = None,
+        factual: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Covariates from noise, under the intervention ``do`` (cut from parents, set to the given value).
 
         Nodes that are neither intervened nor descendants of an intervened node keep ``factual``'s value
@@ -102,7 +111,11 @@ class PhantomSCM:
             eta = node["logits"] + self._effects(node["effects"], parents, node["cov"])
             return node["cov"].values[int(np.argmax(eta + u))]
         if node["kind"] == "continuous":
-            eta = node["intercept"] + float(self._effects(node["effects"], parents, None)) + node["scale"] * u[0]
+            eta = (
+                node["intercept"]
+                + float(self._effects(node["effects"], parents, None))
+                + node["scale"] * u[0]
+            )
             return float(node["lo"] + (node["hi"] - node["lo"]) / (1.0 + math.exp(-eta)))
         labels = dict.fromkeys(node["cov"].values, 0)
         for i, (label, spec) in enumerate(node["labels"].items()):
@@ -165,8 +178,9 @@ def _keys(entry: Any, where: str, allowed) -> Mapping:
         raise ConfigError(f"{where} must be a mapping, got {entry!r}", f"allowed keys: {list(allowed)}")
     for key in entry:
         if key not in allowed:
-            raise _error(where, key, "is not a known key", f"allowed keys: {list(allowed)}"
-                         f"{did_you_mean(key, allowed)}")
+            raise _error(
+                where, key, "is not a known key", f"allowed keys: {list(allowed)}{did_you_mean(key, allowed)}"
+            )
     return entry
 
 
@@ -175,15 +189,31 @@ def _parse_node(cov: Covariate, entry: Any, taxonomy: Taxonomy, where: str) -> d
     node: dict[str, Any] = {"cov": cov, "kind": cov.kind}
     if cov.kind == "categorical":
         logits = entry.get("logits") or {}
+        if not logits:
+            raise ConfigError(
+                f"{where}.logits is missing or empty",
+                f"give a logit to each possible value of "
+                f"{cov.name} ({list(cov.values)}); values without one are impossible",
+            )
         for value in logits:
             cov.check(value, where=f"{where}.logits")
-        node["logits"] = np.array([float(logits[v]) if v in logits else -np.inf for v in cov.values])
+        node["logits"] = np.array(
+            [_number(logits[v], f"{where}.logits.{v}") if v in logits else -np.inf for v in cov.values]
+        )
         node["effects"] = _parse_effects(entry.get("effects", {}), cov, cov, taxonomy, f"{where}.effects")
     elif cov.kind == "continuous":
         for key in ("lo", "hi"):
-            cov.check(entry.get(key), where=f"{where}.{key}")
-        node.update(lo=float(entry["lo"]), hi=float(entry["hi"]), intercept=float(entry.get("intercept", 0.0)),
-                    scale=float(entry.get("scale", 1.0)))
+            if key not in entry:
+                raise ConfigError(f"{where}.{key} is missing", f"give lo < hi within {cov.domain}")
+            cov.check(entry[key], where=f"{where}.{key}")
+        if not entry["lo"] < entry["hi"]:
+            raise ConfigError(f"{where}: lo={entry['lo']!r} is not below hi={entry['hi']!r}", "give lo < hi")
+        node.update(
+            lo=float(entry["lo"]),
+            hi=float(entry["hi"]),
+            intercept=_number(entry.get("intercept", 0.0), f"{where}.intercept"),
+            scale=_number(entry.get("scale", 1.0), f"{where}.scale"),
+        )
         node["effects"] = _parse_effects(entry.get("effects", {}), cov, None, taxonomy, f"{where}.effects")
     else:
         labels = {}
@@ -191,28 +221,48 @@ def _parse_node(cov: Covariate, entry: Any, taxonomy: Taxonomy, where: str) -> d
             cov.check({label: 1}, where=f"{where}.labels")
             _keys(spec, f"{where}.labels.{label}", _LABEL_KEYS)
             labels[label] = {
-                "intercept": float(spec.get("intercept", 0.0)),
-                "effects": _parse_effects(spec.get("effects", {}), cov, None, taxonomy,
-                                          f"{where}.labels.{label}.effects"),
+                "intercept": _number(spec.get("intercept", 0.0), f"{where}.labels.{label}.intercept"),
+                "effects": _parse_effects(
+                    spec.get("effects", {}), cov, None, taxonomy, f"{where}.labels.{label}.effects"
+                ),
             }
         node["labels"] = labels
     return node
 
 
-def _parse_effects(effects: Any, cov: Covariate, child: Covariate | None, taxonomy: Taxonomy,
-                   where: str) -> dict:
+def _parse_effects(
+    effects: Any, cov: Covariate, child: Covariate | None, taxonomy: Taxonomy, where: str
+) -> dict:
     """Check that every effect comes from a graph parent and names values that exist."""
     out = {}
     for parent, table in (effects or {}).items():
         if parent not in cov.parents:
-            raise _error(where, parent, f"is not a parent of {cov.name!r} in the taxonomy graph",
-                         f"parents of {cov.name} are {list(cov.parents)}; add the edge to taxonomy.yaml's "
-                         "graph or remove the effect")
+            raise _error(
+                where,
+                parent,
+                f"is not a parent of {cov.name!r} in the taxonomy graph",
+                f"parents of {cov.name} are {list(cov.parents)}; add the edge to taxonomy.yaml's "
+                "graph or remove the effect",
+            )
         pcov = taxonomy[parent]
         if pcov.kind == "continuous":
             _keys(table, f"{where}.{parent}", _CONTINUOUS_EFFECT_KEYS)
-            out[parent] = {"center": float(table["center"]), "per": float(table["per"]),
-                           "coef": _check_offset(table["coef"], child, f"{where}.{parent}.coef")}
+            missing = [k for k in _CONTINUOUS_EFFECT_KEYS if k not in table]
+            if missing:
+                raise ConfigError(
+                    f"{where}.{parent}.{missing[0]} is missing",
+                    "a continuous parent's effect is coef * (x - center) / per",
+                )
+            per = _number(table["per"], f"{where}.{parent}.per")
+            if per == 0:
+                raise ConfigError(
+                    f"{where}.{parent}.per is 0", "per is the unit of x; use e.g. 10 for decades"
+                )
+            out[parent] = {
+                "center": _number(table["center"], f"{where}.{parent}.center"),
+                "per": per,
+                "coef": _check_offset(table["coef"], child, f"{where}.{parent}.coef"),
+            }
             continue
         values = pcov.values
         out[parent] = {}
@@ -221,11 +271,15 @@ def _parse_effects(effects: Any, cov: Covariate, child: Covariate | None, taxono
     return out
 
 
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}={value!r} must be a number", "write a plain number, e.g. 0.5")
+    return float(value)
+
+
 def _check_offset(offset, child: Covariate | None, where: str):
     if child is None:
-        if not isinstance(offset, (int, float)):
-            raise ConfigError(f"{where}={offset!r} must be a number", "a scalar child takes one offset")
-        return float(offset)
+        return _number(offset, where)
     for value in _keys(offset, where, child.values):
         child.check(value, where=where)
-    return {k: float(v) for k, v in offset.items()}
+    return {k: _number(v, f"{where}.{k}") for k, v in offset.items()}

@@ -39,11 +39,25 @@ from synthfair.taxonomy import Taxonomy, load_taxonomy
 logger = logging.getLogger(__name__)
 
 TRAITS = (  # scalar image noise per subject, in draw order; see `Subject`
-    "habitus_x", "habitus_y", "yaw", "roll", "inspiration",  # standard normal
-    "heart_severity", "effusion_side", "effusion_severity", "consolidation_lobe", "consolidation_severity",
-    "breast_size", "breast_ptosis", "calcification_max",  # uniform [0, 1)
-    "collimation_top", "collimation_bottom", "collimation_left", "collimation_right",
-    "marker_y", "marker_x",  # uniform [-1, 1)
+    "habitus_x",
+    "habitus_y",
+    "yaw",
+    "roll",
+    "inspiration",  # standard normal
+    "heart_severity",
+    "effusion_side",
+    "effusion_severity",
+    "consolidation_lobe",
+    "consolidation_severity",
+    "breast_size",
+    "breast_ptosis",
+    "calcification_max",  # uniform [0, 1)
+    "collimation_top",
+    "collimation_bottom",
+    "collimation_left",
+    "collimation_right",
+    "marker_y",
+    "marker_x",  # uniform [-1, 1)
 )
 _NORMAL_TRAITS = 5
 _UNIFORM_TRAITS = 8
@@ -95,8 +109,12 @@ class _SubjectState:
 class Phantom:
     """The CXR simulator of `synthfair.phantom.simulator`'s module docstring."""
 
-    def __init__(self, config: PhantomConfig = PhantomConfig(), anatomy: Anatomy | None = None,
-                 taxonomy: Taxonomy | None = None):
+    def __init__(
+        self,
+        config: PhantomConfig = PhantomConfig(),
+        anatomy: Anatomy | None = None,
+        taxonomy: Taxonomy | None = None,
+    ):
         self.config = config
         self.taxonomy = taxonomy or load_taxonomy(config.taxonomy)
         self.spec: PhantomSpec = load_spec(self.taxonomy, config.spec)
@@ -130,11 +148,21 @@ class Phantom:
     def subject(self, seed: int, index: int) -> Subject:
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
         noise = self.spec.scm.sample_noise(rng)
-        values = np.concatenate([rng.standard_normal(_NORMAL_TRAITS), rng.random(_UNIFORM_TRAITS),
-                                 rng.uniform(-1.0, 1.0, len(TRAITS) - _NORMAL_TRAITS - _UNIFORM_TRAITS)])
-        return Subject(key=f"phantom_s{seed}_{index:06d}", seed=int(seed), index=int(index), noise=noise,
-                       traits=dict(zip(TRAITS, values.tolist(), strict=True)),
-                       noise_seed=int(rng.integers(0, 2**63 - 1)))
+        values = np.concatenate(
+            [
+                rng.standard_normal(_NORMAL_TRAITS),
+                rng.random(_UNIFORM_TRAITS),
+                rng.uniform(-1.0, 1.0, len(TRAITS) - _NORMAL_TRAITS - _UNIFORM_TRAITS),
+            ]
+        )
+        return Subject(
+            key=f"phantom_s{seed}_{index:06d}",
+            seed=int(seed),
+            index=int(index),
+            noise=noise,
+            traits=dict(zip(TRAITS, values.tolist(), strict=True)),
+            noise_seed=int(rng.integers(0, 2**63 - 1)),
+        )
 
     def sample_subjects(self, n: int, seed: int, start: int = 0) -> list[Subject]:
         return [self.subject(seed, i) for i in range(start, start + n)]
@@ -145,7 +173,9 @@ class Phantom:
         return factual if not do else self.spec.scm.predict(subject.noise, do, factual=factual)
 
     # -- images ----------------------------------------------------------------------------------------
-    def render(self, subject: Subject, covariates: Mapping[str, Any] | None = None, size: int = 256) -> np.ndarray:
+    def render(
+        self, subject: Subject, covariates: Mapping[str, Any] | None = None, size: int = 256
+    ) -> np.ndarray:
         """The subject's radiograph (size, size) uint16 under ``covariates`` (default: factual)."""
         cov = dict(covariates) if covariates is not None else self.covariates(subject)
         r = self.spec.roles
@@ -153,18 +183,27 @@ class Phantom:
         p = self.line_integrals(subject, cov, size)
         device = self.spec.devices.get(cov[r.device])
         if device is None:
-            raise ConfigError(f"device {cov[r.device]!r} has no profile in phantom.yaml",
-                              f"add devices.{cov[r.device]} or use one of {sorted(self.spec.devices)}")
+            raise ConfigError(
+                f"device {cov[r.device]!r} has no profile in phantom.yaml",
+                f"add devices.{cov[r.device]} or use one of {sorted(self.spec.devices)}",
+            )
         t = subject.traits
         exposure = Exposure(
             pixel_mm=self.config.fov_mm / size,
             marker_text=_side_letter(view, device.marker_corner),
             portable=view.supine,
-            collimation_jitter=(t["collimation_top"], t["collimation_bottom"], t["collimation_left"],
-                                t["collimation_right"]),
+            collimation_jitter=(
+                t["collimation_top"],
+                t["collimation_bottom"],
+                t["collimation_left"],
+                t["collimation_right"],
+            ),
             marker_jitter=(t["marker_y"], t["marker_x"]),
+            exposure_cm=view.exposure_cm,
         )
-        z = np.random.default_rng(np.random.SeedSequence([subject.noise_seed, size])).standard_normal((size, size))
+        z = np.random.default_rng(np.random.SeedSequence([subject.noise_seed, size])).standard_normal(
+            (size, size)
+        )
         return acquire(p, device, exposure, z)
 
     def counterfactual(self, subject: Subject, do: Mapping[str, Any], size: int = 256) -> Counterfactual:
@@ -178,7 +217,9 @@ class Phantom:
         """Water-equivalent path lengths (cm), (size, size) float64, before the detector."""
         return self._project(subject, covariates, self.attenuation(subject, covariates), size)
 
-    def project_structures(self, subject: Subject, covariates: Mapping[str, Any], patterns, size: int) -> np.ndarray:
+    def project_structures(
+        self, subject: Subject, covariates: Mapping[str, Any], patterns, size: int
+    ) -> np.ndarray:
         """Path length (cm) through the base structures matching ``patterns`` (e.g. "heart"), as imaged for
         this subject and view: where a structure projects."""
         mu = self.anatomy.mask(*patterns).astype(np.float32)
@@ -186,9 +227,12 @@ class Phantom:
 
     def attenuation(self, subject: Subject, covariates: Mapping[str, Any]) -> np.ndarray:
         """The edited volume as attenuation relative to water, (X, Y, Z) float32."""
-        hu = self.edited_hu(subject, covariates)
-        mu = np.where(hu > 0, 1.0 + hu * (BONE_BOOST / 1000.0), np.maximum(hu * 1e-3 + 1.0, 0.0))
-        mu = mu.astype(np.float32)
+        mu = self.edited_hu(subject, covariates)  # a fresh float32 copy: converted in place
+        dense = mu > 0
+        mu *= np.float32(1e-3)
+        mu[dense] *= np.float32(BONE_BOOST)
+        mu += np.float32(1.0)
+        np.maximum(mu, 0.0, out=mu)
         effect = self.spec.race_effect.get(covariates[self.spec.roles.race], 0.0)
         if effect:
             flat = mu.reshape(-1)
@@ -218,8 +262,13 @@ class Phantom:
                 edits.effusion(hu, idx, side, fraction, view.supine)
         if findings.get(r.consolidation):
             lobe = edits.LOBES[int(np.searchsorted(np.cumsum(edits.LOBE_WEIGHTS), t["consolidation_lobe"]))]
-            edits.consolidate(hu, idx, lobe, _lerp(p.consolidation_fraction, t["consolidation_severity"]),
-                              self._lobe_field(subject, state, lobe))
+            edits.consolidate(
+                hu,
+                idx,
+                lobe,
+                _lerp(p.consolidation_fraction, t["consolidation_severity"]),
+                self._lobe_field(subject, state, lobe),
+            )
         if female:
             edits.add_breasts(hu, idx, _lerp(p.breast_size_mm, t["breast_size"]), 0.4 * t["breast_ptosis"])
         return hu
@@ -229,8 +278,11 @@ class Phantom:
         v, t = self.spec.subject, subject.traits
         body = v.body_size.get(covariates[self.spec.roles.sex], 1.0)
         return SubjectGeometry(
-            scale=(body * (1.0 + v.habitus_sd * t["habitus_x"]), body * (1.0 + v.habitus_sd * t["habitus_y"]),
-                   1.0 - 0.5 * (1.0 - body)),
+            scale=(
+                body * (1.0 + v.habitus_sd * t["habitus_x"]),
+                body * (1.0 + v.habitus_sd * t["habitus_y"]),
+                1.0 - 0.5 * (1.0 - body),
+            ),
             yaw_deg=v.yaw_sd_deg * t["yaw"],
             roll_deg=v.roll_sd_deg * t["roll"],
             inspiration=1.0 + v.inspiration_sd * t["inspiration"],
@@ -249,7 +301,9 @@ class Phantom:
     def _view(self, value):
         view = self.spec.views.get(value)
         if view is None:
-            raise ConfigError(f"view {value!r} has no geometry in phantom.yaml", f"use one of {sorted(self.spec.views)}")
+            raise ConfigError(
+                f"view {value!r} has no geometry in phantom.yaml", f"use one of {sorted(self.spec.views)}"
+            )
         return view
 
     def _state(self, subject: Subject) -> _SubjectState:
@@ -270,7 +324,9 @@ class Phantom:
 
     def _lobe_field(self, subject: Subject, state: _SubjectState, lobe: str) -> np.ndarray:
         if lobe not in state.lobe_fields:
-            rng = np.random.default_rng(np.random.SeedSequence([subject.noise_seed, 2, edits.LOBES.index(lobe)]))
+            rng = np.random.default_rng(
+                np.random.SeedSequence([subject.noise_seed, 2, edits.LOBES.index(lobe)])
+            )
             state.lobe_fields[lobe] = _smooth_uniform(rng, self.index, self.index.lobes[lobe], scale_mm=30.0)
         return state.lobe_fields[lobe]
 
@@ -278,7 +334,9 @@ class Phantom:
 def _smooth_uniform(rng, index: edits.AnatomyIndex, voxels: np.ndarray, scale_mm: float) -> np.ndarray:
     """A smooth random field at ``voxels`` (flat indices), as ranks in [0, 1): coarse Gaussian noise with
     control points every ``scale_mm``, trilinearly interpolated."""
-    coarse_shape = [max(2, int(math.ceil(n * s / scale_mm)) + 1) for n, s in zip(index.shape, index.spacing, strict=True)]
+    coarse_shape = [
+        max(2, int(math.ceil(n * s / scale_mm)) + 1) for n, s in zip(index.shape, index.spacing, strict=True)
+    ]
     coarse = rng.standard_normal(coarse_shape)
     if len(voxels) == 0:
         return np.zeros(0)

@@ -43,6 +43,7 @@ class ViewSpec:
     sid_mm: float
     supine: bool = False  # patient lying: pleural fluid layers posteriorly
     scapulae_out_mm: float = 0.0  # scapulae rotated out of the lung fields
+    exposure_cm: float = 0.0  # extra exposure (automatic exposure control), as water-equivalent cm removed
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,10 @@ class EditParams:
     bone_loss_per_year: float = 0.006
     calcification_onset: float = 30.0
     calcification_full: float = 90.0
-    heart_scale: tuple[float, float] = (1.18, 1.40)
+    heart_scale: tuple[float, float] = (1.25, 1.50)
     effusion_fraction: tuple[float, float] = (0.15, 0.45)
     consolidation_fraction: tuple[float, float] = (0.45, 0.9)
-    breast_size_mm: tuple[float, float] = (45.0, 85.0)
+    breast_size_mm: tuple[float, float] = (35.0, 65.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,14 +91,18 @@ def load_spec(taxonomy: Taxonomy, path: str | Path | None = None) -> PhantomSpec
         raise ConfigError(f"{where}: the top level must be a mapping", f"allowed keys: {list(_TOP)}")
     for key in data:
         if key not in _TOP:
-            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, _TOP)}", f"allowed keys: {list(_TOP)}")
+            raise ConfigError(
+                f"{where}: unknown key {key!r}{did_you_mean(key, _TOP)}", f"allowed keys: {list(_TOP)}"
+            )
     roles = dataclass_from_dict(Roles, data.get("roles", {}), where=f"{where}:roles")
     _check_roles(roles, taxonomy, where)
     return PhantomSpec(
         scm=PhantomSCM(taxonomy, data.get("scm", {}), where=f"{where}:scm"),
         roles=roles,
-        race_effect=_by_value(data.get("race_effect") or {}, taxonomy[roles.race], float, f"{where}:race_effect"),
-        views=_by_value(data.get("views", {}), taxonomy[roles.view], ViewSpec, f"{where}:views", every=True),
+        race_effect=_by_value(
+            data.get("race_effect") or {}, taxonomy[roles.race], float, f"{where}:race_effect"
+        ),
+        views=_views(data.get("views", {}), taxonomy[roles.view], f"{where}:views"),
         devices=_devices(data.get("devices", {}), taxonomy[roles.device], f"{where}:devices"),
         subject=_subject(data.get("subject", {}), taxonomy[roles.sex], f"{where}:subject"),
         edits=dataclass_from_dict(EditParams, data.get("edits", {}), where=f"{where}:edits"),
@@ -106,14 +111,27 @@ def load_spec(taxonomy: Taxonomy, path: str | Path | None = None) -> PhantomSpec
 
 
 def _check_roles(roles: Roles, taxonomy: Taxonomy, where: str) -> None:
-    kinds = {"age": "continuous", "sex": "categorical", "race": "categorical", "findings": "multilabel",
-             "view": "categorical", "device": "categorical"}
+    kinds = {
+        "age": "continuous",
+        "sex": "categorical",
+        "race": "categorical",
+        "findings": "multilabel",
+        "view": "categorical",
+        "device": "categorical",
+    }
     for role, kind in kinds.items():
         name = getattr(roles, role)
+        if name not in taxonomy:
+            raise ConfigError(
+                f"{where}: roles.{role}={name!r} is not a covariate{did_you_mean(name, taxonomy.names)}",
+                f"use one of {list(taxonomy.names)}",
+            )
         cov = taxonomy[name]
         if cov.kind != kind:
-            raise ConfigError(f"{where}: roles.{role}={name!r} is {cov.kind}, expected {kind}",
-                              f"point roles.{role} at a {kind} covariate of taxonomy.yaml")
+            raise ConfigError(
+                f"{where}: roles.{role}={name!r} is {cov.kind}, expected {kind}",
+                f"point roles.{role} at a {kind} covariate of taxonomy.yaml",
+            )
     taxonomy[roles.sex].check(roles.female, where=f"{where}: roles.female")
     for role in ("cardiomegaly", "pleural_effusion", "consolidation"):
         taxonomy[roles.findings].check({getattr(roles, role): 1}, where=f"{where}: roles.{role}")
@@ -125,22 +143,50 @@ def _by_value(table: Any, cov, build, where: str, every: bool = False) -> dict:
     out = {}
     for value, entry in table.items():
         cov.check(value, where=where)
-        out[value] = dataclass_from_dict(build, entry, where=f"{where}.{value}") if build is not float else float(entry)
+        if build is float:
+            if isinstance(entry, bool) or not isinstance(entry, (int, float)):
+                raise ConfigError(
+                    f"{where}.{value}={entry!r} must be a number", "e.g. 0.03 for +3% attenuation"
+                )
+            out[value] = float(entry)
+        else:
+            out[value] = dataclass_from_dict(build, entry, where=f"{where}.{value}")
     missing = [v for v in cov.values if v not in out]
     if every and missing:
-        raise ConfigError(f"{where} has no entry for {cov.name}={missing[0]!r}", f"add one for every value: {list(cov.values)}")
+        raise ConfigError(
+            f"{where} has no entry for {cov.name}={missing[0]!r}",
+            f"add one for every value: {list(cov.values)}",
+        )
     return out
+
+
+def _views(table: Any, cov, where: str) -> dict[str, ViewSpec]:
+    views = _by_value(table, cov, ViewSpec, where, every=True)
+    for value, v in views.items():
+        if v.depth_axis not in (0, 1) or v.source_side not in (-1, 1) or not v.sid_mm > 0:
+            raise ConfigError(
+                f"{where}.{value}: depth_axis={v.depth_axis}, source_side={v.source_side}, "
+                f"sid_mm={v.sid_mm} out of range",
+                "depth_axis 1 (frontal) or 0 (lateral), source_side -1 or 1, sid_mm > 0 (.inf: parallel)",
+            )
+    return views
 
 
 def _devices(table: Any, cov, where: str) -> dict[str, DeviceProfile]:
     devices = _by_value(table, cov, DeviceProfile, where)
     for value, profile in devices.items():
         if profile.marker_corner not in CORNERS:
-            raise ConfigError(f"{where}.{value}.marker_corner={profile.marker_corner!r} is not one of {list(CORNERS)}"
-                              f"{did_you_mean(profile.marker_corner, CORNERS)}", "pick a corner")
+            raise ConfigError(
+                f"{where}.{value}.marker_corner={profile.marker_corner!r} is not one of {list(CORNERS)}"
+                f"{did_you_mean(profile.marker_corner, CORNERS)}",
+                "pick a corner",
+            )
         if not profile.window[0] < profile.window[1] or profile.contrast <= 0:
-            raise ConfigError(f"{where}.{value}: window must increase and contrast be > 0, got "
-                              f"{profile.window}, {profile.contrast}", "fix the device profile")
+            raise ConfigError(
+                f"{where}.{value}: window must increase and contrast be > 0, got "
+                f"{profile.window}, {profile.contrast}",
+                "fix the device profile",
+            )
     return devices
 
 
