@@ -66,7 +66,8 @@ def main() -> None:
     peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"peak resident memory: {peak_children:.0f} MiB per worker (largest), {peak_self:.0f} MiB main process"
+        f"peak resident memory: {peak_children:.0f} MiB per worker (largest), "
+        f"{peak_self:.0f} MiB main process"
     )
 
 

@@ -42,7 +42,8 @@ class Anatomy:
         return tuple(self.hu.shape)
 
     def ids(self, *patterns: str) -> list[int]:
-        """Label ids of the structures whose names match any glob pattern, e.g. ``ids("rib_*", "sternum")``."""
+        """Label ids of the structures whose names match any glob pattern, e.g.
+        ``ids("rib_*", "sternum")``."""
         return sorted(
             {i for name, i in self.structures.items() if any(fnmatch.fnmatch(name, p) for p in patterns)}
         )

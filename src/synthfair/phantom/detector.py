@@ -7,7 +7,8 @@ Given water-equivalent path lengths ``p`` (cm), a device profile produces the di
    ``1 / sqrt(I)``, i.e. with ``exp(mu_w p / 2)``; ``z`` is the subject's fixed standard-normal field, so
    a counterfactual keeps its noise realization;
 3. vendor processing: unsharp masking with an 8 mm kernel, amount ``edge_enhance``;
-4. display curve (after the view's automatic exposure offset): window ``[lo, hi]`` to [0, 1], an S-curve of steepness ``contrast``, then ``gamma``
+4. display curve (after the view's automatic exposure offset): window ``[lo, hi]``
+   to [0, 1], an S-curve of steepness ``contrast``, then ``gamma``
    (bone bright, air dark, as MONOCHROME2);
 5. collimation: shutters ``collimation_mm`` (jittered per subject) from each edge, filled with ``shutter``;
 6. burned-in markers: a lead side letter in the device's corner, and "AP" on portable films when the

@@ -156,7 +156,8 @@ def dilate_heart(hu: np.ndarray, index: AnatomyIndex, scale: tuple[float, float,
 
 
 def effusion(hu: np.ndarray, index: AnatomyIndex, side: str, fraction: float, supine: bool) -> None:
-    """Pleural fluid filling ``fraction`` of a lung's dependent space (basal if erect, posterior if supine)."""
+    """Pleural fluid filling ``fraction`` of a lung's dependent space (basal if erect,
+    posterior if supine)."""
     lung = index.lungs[side]
     idx = np.argwhere(lung)
     if len(idx) == 0 or fraction <= 0:

@@ -73,18 +73,18 @@ RIB_OFFSET, RIB_RADIUS = 7.0, 4.5  # rib centre line lies RIB_OFFSET outside the
 # Vertebrae T1..L3, top to bottom: centre of T1, spacing (body + disc) in mm, disc fraction of the spacing.
 T1_Z = 320.0
 VERTEBRA_PITCH = tuple(np.linspace(19.0, 23.0, 11)) + (26.0, 26.0, 26.0)
-VERTEBRA_NAMES = tuple(f"vertebrae_T{k}" for k in range(1, 13)) + (
-    "vertebrae_L1",
-    "vertebrae_L2",
-    "vertebrae_L3",
+VERTEBRA_NAMES = tuple(f"vertebrae_T{k}" for k in range(1, 13)) + tuple(
+    f"vertebrae_L{k}" for k in range(1, 4)
 )
 DISC_FRACTION = 0.22
+VERTEBRA_HALF_WIDTH = (15.0, 22.0)  # of the vertebral bodies of T1 and L3; depth is 0.85 x width
 # Rib k (1..12): drop from the posterior to the anterior end (mm), angle of the anterior bony end (degrees
 # from the posterior midline; 180 = sternum), and where true ribs' cartilages reach the sternum (z, mm).
 RIB_DROP = (30, 45, 60, 72, 76, 78, 78, 76, 70, 60, 45, 35)
 RIB_END_DEG = (140, 146, 148, 150, 150, 150, 150, 142, 132, 122, 100, 80)
 STERNAL_Z = (293, 270, 249, 228, 208, 189, 172)
 STERNUM_Y, STERNUM_TOP_Z, STERNUM_BOTTOM_Z = 97.0, 302.0, 150.0
+TEXTURE_SEED = 2024  # the lung texture is part of the phantom's definition, not per-subject noise
 
 
 @dataclass
@@ -196,8 +196,10 @@ def _vertebra_levels():
     centres = T1_Z - np.concatenate([[0.0], np.cumsum(VERTEBRA_PITCH)])
     pitches = np.concatenate([[VERTEBRA_PITCH[0]], VERTEBRA_PITCH])
     return [
-        (name, float(zc), float(p * (1 - DISC_FRACTION)), 15.0 + 7.0 * k / 14)
-        for k, (name, zc, p) in enumerate(zip(VERTEBRA_NAMES, centres, pitches, strict=True))
+        (name, float(zc), float(p * (1 - DISC_FRACTION)), float(w))
+        for name, zc, p, w in zip(
+            VERTEBRA_NAMES, centres, pitches, np.linspace(*VERTEBRA_HALF_WIDTH, 15), strict=True
+        )
     ]
 
 
@@ -223,7 +225,7 @@ def _stomach(c: _Canvas) -> None:
     sl, (x, y, z) = c.box((30, -15, 45), (110, 65, 115))
     stomach = ((x - 70.0) / 38.0) ** 2 + ((y - 25.0) / 36.0) ** 2 + ((z - 80.0) / 30.0) ** 2 <= 1.0
     stomach &= z < _diaphragm_z(x, y) - 6.0
-    c.paint(sl, stomach, np.where(z > 88.0, AIR, GASTRIC_FLUID), STRUCTURE_IDS["stomach"])
+    c.paint(sl, stomach, np.where(z > 95.0, AIR, GASTRIC_FLUID), STRUCTURE_IDS["stomach"])  # level: z = 95
 
 
 # -- 3: lungs ------------------------------------------------------------------------------------------
@@ -233,7 +235,7 @@ def _lungs(c: _Canvas) -> None:
     a, b = _cavity_axes(z)
     lung = _inside(x, y, a, b, CAVITY_Y) & (z > _diaphragm_z(x, y))
     spine_front = _spine_y(z) + 18.0
-    lung &= np.where(y > spine_front, np.abs(x - 3.0) > 18.0, np.abs(x) > 22.0)  # mediastinum; spine
+    lung &= np.where(y > spine_front, np.abs(x - 3.0) > 24.0, np.abs(x) > 22.0)  # mediastinum; spine
     cap = APEX_Z - 60.0 * ((np.abs(x) - APEX_X) / 70.0) ** 2 - 40.0 * ((y + 10.0) / 55.0) ** 2
     lung &= z < cap
     texture = _lung_texture(x, y, z)
@@ -262,13 +264,20 @@ def _left_lobes(y, z):
 
 
 def _lung_texture(x, y, z):
-    """A smooth deterministic pattern of about +-30 HU."""
-    tau = 2.0 * np.pi
-    return (
-        12.0 * np.sin(tau * x / 41.0 + 0.3) * np.sin(tau * y / 53.0 + 1.1)
-        + 10.0 * np.sin(tau * z / 37.0 + 0.5) * np.cos(tau * (x + y) / 67.0)
-        + 8.0 * np.sin(tau * (x - z) / 29.0)
-    )
+    """Smooth blobs, std ~12 HU (about +-30): Gaussian bumps on a fixed 12 mm lattice over the whole grid,
+    with weights from a fixed seed, so the pattern in mm is the same at every voxel size."""
+    step, width = 12.0, 0.8 * 12.0
+    lattice = [
+        np.arange(-GRID_MM[0] / 2 - step, GRID_MM[0] / 2 + 2 * step, step),
+        np.arange(-GRID_MM[1] / 2 - step, GRID_MM[1] / 2 + 2 * step, step),
+        np.arange(-step, GRID_MM[2] + 2 * step, step),
+    ]
+    weights = np.random.default_rng(TEXTURE_SEED).standard_normal([len(c) for c in lattice])  # (I, J, K)
+    field = weights
+    for axis, (coord, centres) in enumerate(zip((x, y, z), lattice, strict=True)):
+        basis = np.exp(-0.5 * ((coord.ravel()[:, None] - centres) / width) ** 2)  # (n, len(centres))
+        field = np.moveaxis(np.tensordot(basis, field, axes=([1], [axis])), 0, axis)
+    return 12.0 / (math.sqrt(math.pi) * width / step) ** 1.5 * field
 
 
 def _pulmonary_vessels(c: _Canvas) -> None:
@@ -314,20 +323,12 @@ def _heart(c: _Canvas) -> None:
 
 def _great_vessels(c: _Canvas) -> None:
     """Aorta (ascending, arch over the left main bronchus, descending left of the spine) and the SVC."""
-    aorta = [
-        (6, 18, 195),
-        (4, 20, 230),
-        (8, 12, 255),
-        (22, -2, 265),
-        (30, -22, 258),
-        (28, -36, 235),
-        (27, -36, 180),
-        (20, -30, 120),
-        (10, -22, 60),
-        (6, -16, 0),
-    ]
-    radii = (14, 15, 14, 13, 12, 12, 12, 11, 10, 10)
-    c.tube(aorta, radii, BLOOD, STRUCTURE_IDS["aorta"])
+    aorta = np.array([  # x, y, z, radius (mm)
+        (6, 18, 195, 14), (4, 20, 230, 15), (8, 12, 255, 14),  # ascending
+        (22, -2, 265, 13), (30, -22, 258, 12), (28, -36, 235, 12),  # arch, its left edge the aortic knob
+        (27, -36, 180, 12), (20, -30, 120, 11), (10, -22, 60, 10), (6, -16, 0, 10),  # descending
+    ])  # fmt: skip
+    c.tube(aorta[:, :3], aorta[:, 3], BLOOD, STRUCTURE_IDS["aorta"])
     c.tube([(-22, 8, 300), (-24, 12, 205)], 10.0, BLOOD, STRUCTURE_IDS["superior_vena_cava"])
 
 
@@ -357,24 +358,25 @@ def _spine(c: _Canvas) -> None:
     half_width = np.interp(z, [lv[1] for lv in levels[::-1]], [lv[3] for lv in levels[::-1]])
     c.paint(sl, _inside(x, y - _spine_y(z), half_width, 0.85 * half_width), DISC, 0)
     for name, zc, height, half_width in levels:
-        _vertebra(c, STRUCTURE_IDS[name], zc, height, half_width)
+        _vertebra(c, name, zc, height, half_width)
 
 
-def _vertebra(c: _Canvas, label: int, zc: float, height: float, half_width: float) -> None:
+def _vertebra(c: _Canvas, name: str, zc: float, height: float, half_width: float) -> None:
     """Body (cortical rim over cancellous bone), arch around the canal, spinous and transverse processes."""
+    label = STRUCTURE_IDS[name]
     yc, half_depth = float(_spine_y(zc)), 0.85 * half_width
     sl, (x, y, z) = c.box(
         (-half_width, yc - half_depth, zc - height / 2), (half_width, yc + half_depth, zc + height / 2)
     )
     rho = np.sqrt((x / half_width) ** 2 + ((y - yc) / half_depth) ** 2)
-    rim = (rho > 1.0 - 2.5 / half_depth) | (np.abs(z - zc) > height / 2 - 2.0)
+    rim = (rho > 1.0 - 2.5 / half_depth) | (np.abs(z - zc) > height / 2 - 1.5)
     c.paint(sl, rho <= 1.0, np.where(rim, CORTICAL, CANCELLOUS), label)
     canal_y = _canal_y(zc, half_width)
     sl, (x, y, z) = c.box((-13, canal_y - 13, zc - height / 2), (13, canal_y + 13, zc + height / 2))
     ring = np.hypot(x, y - canal_y)
     c.paint(sl, (ring > 7.0) & (ring <= 13.0) & (y < yc - 0.3 * half_depth), VERTEBRAL_ARCH, label)
     c.tube([(0, canal_y - 11, zc), (0, canal_y - 28, zc - 12)], 3.5, VERTEBRAL_ARCH, label)
-    reach = 28.0 if zc > 80.0 else 34.0  # lumbar transverse processes are longer
+    reach = 34.0 if name.startswith("vertebrae_L") else 28.0  # lumbar transverse processes are longer
     for side in (-1, 1):
         c.tube([(side * 8, canal_y, zc + 2), (side * reach, canal_y - 6, zc + 2)], 4.0, VERTEBRAL_ARCH, label)
 
@@ -446,7 +448,7 @@ def _scapulae(c: _Canvas) -> None:
     """Triangular plates 5 mm thick in the posterior chest wall, between 14 and 19 mm under the skin."""
     corners = np.array(
         [(50.0, 322.0), (100.0, 185.0), (140.0, 305.0)]
-    )  # superior, inferior, lateral (|x|, z)
+    )  # (|x|, z) superior, inferior, lateral
     for side, name in ((-1, "right"), (1, "left")):
         lo, hi = corners.min(0), corners.max(0)
         xs = sorted((side * lo[0], side * hi[0]))

@@ -240,7 +240,8 @@ class Phantom:
         return mu
 
     def edited_hu(self, subject: Subject, covariates: Mapping[str, Any]) -> np.ndarray:
-        """The base anatomy's Hounsfield units with every covariate's edit applied (`synthfair.phantom.edits`)."""
+        """The base anatomy's Hounsfield units with every covariate's edit applied
+        (`synthfair.phantom.edits`)."""
         r, p, t = self.spec.roles, self.spec.edits, subject.traits
         idx, state = self.index, self._state(subject)
         hu = self.anatomy.hu.copy()

@@ -18,8 +18,6 @@ import hashlib
 import io
 import json
 import multiprocessing as mp
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from PIL import Image
 import synthfair
 from synthfair.config import config_to_dict
 from synthfair.errors import SynthfairError
+from synthfair.fileio import atomic_write
 from synthfair.phantom.simulator import TRAITS, Phantom, PhantomConfig, Subject
 
 SCHEMA = "synthfair.phantom-source/1"
@@ -53,7 +52,7 @@ def write_source(
     size: int = 256,
     seed: int = 0,
     workers: int = 1,
-    config: PhantomConfig = PhantomConfig(),
+    config: PhantomConfig | None = None,
     on_image: Callable[[], None] | None = None,
     part: tuple[int, int] = (0, 1),
 ) -> SourceResult:
@@ -71,6 +70,7 @@ def write_source(
             f"part {part[0]}/{part[1]} is not one of 0/k .. k-1/k", "pass --part I/K with 0 <= I < K"
         )
     out = Path(out)
+    config = config or PhantomConfig()
     phantom = Phantom(config)
     provenance = _provenance(phantom, n, size, seed)
     _check_existing(out, provenance)
@@ -116,7 +116,7 @@ def write_subjects(path: Path, phantom: Phantom, subjects: Iterable[Subject]) ->
         cols[f"u_{name}"] = pa.array([s.noise[name].tolist() for s in subjects], pa.list_(pa.float64()))
     for trait in TRAITS:
         cols[f"t_{trait}"] = pa.array([s.traits[trait] for s in subjects], pa.float64())
-    _atomic(path, lambda f: pq.write_table(pa.table(cols), f))
+    atomic_write(path, lambda f: pq.write_table(pa.table(cols), f))
 
 
 def read_subjects(path: str | Path, phantom: Phantom) -> list[Subject]:
@@ -200,7 +200,7 @@ def _render_chunk(args) -> list[str]:
 def _render_one(phantom: Phantom, out: Path, seed: int, index: int, size: int) -> str:
     subject = phantom.subject(seed, index)
     data = image_bytes(phantom.render(subject, size=size))
-    _atomic(_image_path(out, subject.key), lambda f: f.write(data))
+    atomic_write(_image_path(out, subject.key), lambda f: f.write(data))
     return subject.key
 
 
@@ -227,7 +227,7 @@ def _write_metadata(path: Path, phantom: Phantom, subjects: list[Subject]) -> No
         text.flush()
         text.detach()
 
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def _provenance(phantom: Phantom, n: int, size: int, seed: int) -> dict:
@@ -261,19 +261,7 @@ def _check_existing(out: Path, provenance: dict) -> None:
 
 def _write_json(path: Path, data: dict) -> None:
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    _atomic(path, lambda f: f.write(text.encode()))
-
-
-def _atomic(path: Path, write: Callable) -> None:
-    """Write through ``write(fileobj)`` to a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _tick(callback) -> None:

@@ -1,0 +1,12 @@
+import pandas as pd
+
+from synthfair.demo import DemoConfig, run_demo
+
+
+def test_demo_writes_source_grid_and_report(tmp_path):
+    config = DemoConfig(n=4, size=32, workers=1, grid_rows=1, grid_size=32, anatomy="procedural")
+    result = run_demo(tmp_path / "demo", config)
+    assert len(pd.read_csv(result.source / "metadata.csv")) == 4
+    assert result.grid.exists()
+    report = result.report.read_text()
+    assert "## Covariates" in report and "race mix by site" in report and str(result.grid) in report
