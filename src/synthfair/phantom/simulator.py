@@ -248,9 +248,9 @@ class Phantom:
         view = self._view(covariates[r.view])
         age, female = covariates[r.age], covariates[r.sex] == r.female
         findings = covariates[r.findings] or {}
-        edits.move_scapulae(hu, idx, view.scapulae_out_mm)
         loss = p.bone_loss_per_year * (max(0.0, age - 35.0) + (0.6 * max(0.0, age - 50.0) if female else 0.0))
         edits.bone_density(hu, idx, max(0.5, 1.0 - loss))
+        edits.move_scapulae(hu, idx, view.scapulae_out_mm)  # after bone density: moved bone keeps it
         onset, full = p.calcification_onset, p.calcification_full
         calcified = min(max((age - onset) / (full - onset), 0.0), 1.0) * (0.3 + 0.7 * t["calcification_max"])
         edits.calcify_cartilage(hu, idx, calcified, state.cartilage_pattern)

@@ -30,6 +30,7 @@ from PIL import Image
 
 import synthfair
 from synthfair.config import config_to_dict
+from synthfair.environment import package_version
 from synthfair.errors import SynthfairError
 from synthfair.fileio import atomic_write
 from synthfair.phantom.simulator import TRAITS, Phantom, PhantomConfig, Subject
@@ -243,6 +244,8 @@ def _provenance(phantom: Phantom, n: int, size: int, seed: int) -> dict:
         "taxonomy_sha256": phantom.taxonomy.sha256,
         "anatomy": phantom.anatomy.name,
         "image_format": "png16",
+        # bytes are reproducible on the same software stack; record it
+        "packages": {name: package_version(name) for name in ("torch", "numpy", "scipy", "pillow")},
     }
 
 
