@@ -183,3 +183,21 @@ def test_every_view_and_device_renders(procedural_phantom):
         for device in ph.spec.devices:
             img = ph.counterfactual(s, {r.view: view, r.device: device}, size=32).image
             assert img.shape == (32, 32) and img.std() > 0
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_real_ct_phantom_is_deterministic_and_localized():
+    ph = Phantom(PhantomConfig(anatomy="ct"))
+    r = _roles(ph)
+    s = _find(
+        ph,
+        lambda c: (
+            c[r.findings][r.cardiomegaly] == 0
+            and not ph.spec.views[c[r.view]].supine
+            and ph.spec.views[c[r.view]].depth_axis == 1
+        ),
+    )
+    assert ph.render(s, size=SIZE).tobytes() == Phantom(ph.config).render(s, size=SIZE).tobytes()
+    inside, _ = _change_fraction_inside(ph, s, {r.findings: {r.cardiomegaly: 1}}, ("heart",), 45.0)
+    assert inside > 0.9

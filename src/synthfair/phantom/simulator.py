@@ -309,14 +309,13 @@ class Phantom:
 
     def _state(self, subject: Subject) -> _SubjectState:
         state = self._states.get(subject.key)
-        if state is not None and state is not None:
+        if state is not None:
             self._states.move_to_end(subject.key)
             return state
         rng = np.random.default_rng(np.random.SeedSequence([subject.noise_seed, 1]))
-        g = 4
-        deform = tuple((rng.standard_normal(3 * g**3) * self.spec.subject.deform_mm).tolist())
-        cart = self.index.cartilage
-        pattern = _smooth_uniform(rng, self.index, cart, scale_mm=12.0)
+        controls = 3 * SubjectGeometry.deform_grid**3
+        deform = tuple((rng.standard_normal(controls) * self.spec.subject.deform_mm).tolist())
+        pattern = _smooth_uniform(rng, self.index, self.index.cartilage, scale_mm=12.0)
         state = _SubjectState(deform=deform, cartilage_pattern=pattern)
         self._states[subject.key] = state
         if len(self._states) > SUBJECT_CACHE:
