@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from synthfair.environment import usable_cpus
 from synthfair.phantom.grid import render_grid
 from synthfair.phantom.simulator import Phantom, PhantomConfig
 from synthfair.phantom.source import write_source
@@ -23,7 +24,7 @@ class DemoConfig:
     n: int = 200  # phantom subjects
     size: int = 128  # image size
     seed: int = 0
-    workers: int = 2
+    workers: int = 0  # rendering processes; 0 = every usable core
     grid_rows: int = 4
     grid_size: int = 160
     anatomy: str = "ct"
@@ -53,7 +54,7 @@ def run_demo(
         n=config.n,
         size=config.size,
         seed=config.seed,
-        workers=config.workers,
+        workers=config.workers or usable_cpus(),
         config=phantom_config,
         on_image=on_image,
     )
@@ -102,10 +103,9 @@ def _report(phantom: Phantom, result: DemoResult, config: DemoConfig) -> str:
             lines.append(f"- {cov.name} (positives): " + ", ".join(f"{k} {v}" for k, v in pos.items() if v))
     labels = [f"{r.findings}.{label}" for label in phantom.spec.scm.simulated_labels(r.findings)]
     sick = meta[labels].sum(axis=1) > 0
-    ap = next(iter(phantom.spec.views), None)
     portable = [v for v, spec in phantom.spec.views.items() if spec.supine]
     lines += ["", "## Confounding planted by the phantom's SCM", ""]
-    if portable and ap is not None:
+    if portable:
         share = meta[r.view].isin(portable)
         lines.append(
             f"- portable ({', '.join(portable)}) share: {share[sick].mean():.0%} with a finding vs "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import sys
 from typing import Any
@@ -39,6 +40,13 @@ def collect_env() -> dict[str, Any]:
         "torch": torch_runtime(),
         "taxonomy": taxonomy_info(),
     }
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (the affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def package_version(name: str) -> str:

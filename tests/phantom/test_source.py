@@ -25,7 +25,7 @@ def test_one_or_two_processes_write_the_same_bytes(tmp_path):
     two = write_source(tmp_path / "two", n=6, size=32, seed=3, workers=2, config=CONFIG)
     assert one.rendered == two.rendered == 6 and one.complete
     assert _digests(one.out) == _digests(two.out)
-    for name in ("metadata.csv", "subjects.parquet", "provenance.json"):
+    for name in ("metadata.csv", "subjects.parquet", "provenance.json", ".request.json"):
         assert (one.out / name).read_bytes() == (two.out / name).read_bytes()
 
 
@@ -94,3 +94,11 @@ def test_array_parts_complete_the_same_source(tmp_path):
     assert second.complete and first.rendered == second.rendered == 2
     assert _digests(whole.out) == _digests(second.out)
     assert (whole.out / "metadata.csv").read_bytes() == (second.out / "metadata.csv").read_bytes()
+
+
+def test_an_unfinished_source_refuses_a_different_request(tmp_path):
+    out = tmp_path / "parts"
+    write_source(out, n=4, size=32, seed=5, config=CONFIG, part=(0, 2))
+    assert not (out / "provenance.json").exists()
+    with pytest.raises(SynthfairError, match="size"):
+        write_source(out, n=4, size=48, seed=5, config=CONFIG, part=(1, 2))

@@ -16,7 +16,9 @@ def demo(
     n: Annotated[int, typer.Option(help="Phantom subjects.")] = DemoConfig.n,
     size: Annotated[int, typer.Option(help="Image size in pixels.")] = DemoConfig.size,
     seed: Annotated[int, typer.Option(help="Run seed.")] = DemoConfig.seed,
-    workers: Annotated[int, typer.Option(help="Rendering processes.")] = DemoConfig.workers,
+    workers: Annotated[
+        int, typer.Option(help="Rendering processes (0: every usable core).")
+    ] = DemoConfig.workers,
 ) -> None:
     """Run the whole pipeline on the built-in phantom (minutes on a laptop CPU)."""
     config = DemoConfig(n=n, size=size, seed=seed, workers=workers)

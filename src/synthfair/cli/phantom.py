@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from synthfair.cli.progress import bar
+from synthfair.environment import usable_cpus
 from synthfair.errors import SynthfairError
 from synthfair.phantom.assets import fetch_ct
 from synthfair.phantom.grid import render_grid
@@ -22,10 +22,6 @@ def _part(text: str) -> tuple[int, int]:
     except ValueError:
         raise SynthfairError(f"--part {text!r} is not I/K", "pass e.g. --part 0/4 (task 0 of 4)") from None
     return index, count
-
-
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)))
 
 
 def phantom(
@@ -68,7 +64,7 @@ def phantom(
                 n=n,
                 size=size,
                 seed=seed,
-                workers=workers or default_workers(),
+                workers=workers or usable_cpus(),
                 config=config,
                 on_image=tick,
                 part=(index, count),

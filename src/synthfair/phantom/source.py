@@ -4,6 +4,7 @@
     <out>/metadata.csv         one row per image: key, image path, split, harmonized covariates
     <out>/subjects.parquet     every subject's exogenous noise, to re-render exact counterfactuals later
     <out>/provenance.json      package version, seed, size, configs and their hashes; written last
+    <out>/.request.json        the same record, written first: it guards an unfinished source
 
 Images are written to a temporary name and renamed, so a crash never leaves a truncated PNG; re-running
 the same command skips the images already there and finishes the rest. A different seed, size or
@@ -74,8 +75,8 @@ def write_source(
     config = config or PhantomConfig()
     phantom = Phantom(config)
     provenance = _provenance(phantom, n, size, seed)
-    _check_existing(out, provenance)
     (out / "images").mkdir(parents=True, exist_ok=True)
+    _claim(out, provenance)
     subjects = phantom.sample_subjects(n, seed)
     mine = [s for s in subjects if s.index % part[1] == part[0]]
     todo = [s.index for s in mine if not _image_path(out, s.key).exists()]
@@ -249,11 +250,17 @@ def _provenance(phantom: Phantom, n: int, size: int, seed: int) -> dict:
     }
 
 
-def _check_existing(out: Path, provenance: dict) -> None:
-    path = out / "provenance.json"
-    if not path.exists():
-        return
-    old = json.loads(path.read_text())
+def _claim(out: Path, provenance: dict) -> None:
+    """Refuse a directory that holds (part of) another source; else record this request before rendering,
+    so that an unfinished source, or a concurrent array task, is guarded too."""
+    for name in ("provenance.json", ".request.json"):
+        if (out / name).exists():
+            _check_same(out, json.loads((out / name).read_text()), provenance)
+    if not (out / ".request.json").exists():
+        _write_json(out / ".request.json", provenance)
+
+
+def _check_same(out: Path, old: dict, provenance: dict) -> None:
     for key in ("seed", "size", "config", "phantom_spec_sha256", "taxonomy_sha256", "anatomy"):
         if old.get(key) != provenance[key]:
             raise SynthfairError(
