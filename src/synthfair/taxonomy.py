@@ -37,7 +37,8 @@ GROUPS = ("patient", "acquisition", "site")
 _TOP_KEYS = ("schema", "groups", "covariates", "graph", "sources")
 _COVARIATE_KEYS = ("kind", "group", "description", "values", "range", "unit", "bins")
 _SOURCE_KEYS = ("description", "covariates")
-_MAPPING_KEYS = ("field", "map", "description")
+_MAPPING_KEYS = ("field", "map", "missing", "default", "description")
+_NO_DEFAULT = object()  # a mapping without `default:` raises on unlisted raw values
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")  # covariate and source names: also column names and key parts
 
 
@@ -159,6 +160,26 @@ class SourceMapping:
     map: Mapping[Any, Any] | None  # None: the source writes harmonized values; a map value None = missing
     spec: Covariate = field(repr=False)
     taxonomy_path: str = field(default="taxonomy.yaml", repr=False)
+    missing: frozenset[str] = frozenset()  # raw values (as text) that mean "missing", e.g. CheXpert's Age 0
+    default: Any = field(default=_NO_DEFAULT, repr=False)  # harmonized value of unlisted raw values
+
+    def listed(self, raw: Any) -> bool:
+        """Whether ``raw`` is named by the map or the ``missing`` list (not left to ``default``)."""
+        if self.map is None or self.is_missing_raw(raw):
+            return True
+        return _hashable(raw) and raw in self.map
+
+    def is_missing_raw(self, raw: Any) -> bool:
+        """``raw`` is missing: None, NaN, empty text, or one of the source's ``missing`` values."""
+        return is_missing(raw) or str(raw).strip() == "" or str(raw) in self.missing
+
+    def lookup(self, raw: Any, where: str = "") -> Any:
+        """The mapped (not yet checked) value of one raw value; unmapped raises `TaxonomyError`."""
+        if self.is_missing_raw(raw):
+            return None
+        if self.map is None:
+            return raw
+        return self._lookup(raw, where)
 
     def harmonize(self, raw: Any, where: str = "") -> Any:
         """The harmonized, checked value for ``raw``; an unmapped raw value raises `TaxonomyError`.
@@ -166,7 +187,9 @@ class SourceMapping:
         For a multilabel covariate ``raw`` is a collection of raw label names, or a mapping raw name -> 0/1
         (several raw names mapped to one label are combined with max).
         """
-        if self.map is None or is_missing(raw):
+        if not isinstance(raw, (Mapping, set, frozenset, list, tuple)) and self.is_missing_raw(raw):
+            return None
+        if self.map is None:
             return self.spec.check(raw, where)
         if self.spec.kind != "multilabel":
             return self.spec.check(self._lookup(raw, where), where)
@@ -183,10 +206,10 @@ class SourceMapping:
         return self.spec.check(raw, where)  # not a collection: raises with the expected shapes
 
     def _lookup(self, raw: Any, where: str) -> Any:
-        try:
+        if _hashable(raw) and raw in self.map:
             return self.map[raw]
-        except (KeyError, TypeError):  # TypeError: an unhashable raw value
-            pass
+        if self.default is not _NO_DEFAULT:
+            return self.default
         raise TaxonomyError(
             f"{_at(where)}unmapped raw value {raw!r} for covariate {self.covariate!r} of source "
             f"{self.source!r} (field {', '.join(self.fields)}){did_you_mean(raw, self.map)}",
@@ -537,7 +560,27 @@ class _Reader:
             for raw, value in raw_map.items():
                 self.mapped_value(covariates[name], value, f"{key}.map.{raw}")
             raw_map = MappingProxyType(dict(raw_map))
-        return SourceMapping(source, name, tuple(fields), raw_map, covariates[name], taxonomy_path=self.where)
+        missing = item.get("missing", [])
+        if not isinstance(missing, list) or not all(isinstance(m, (str, int, float)) for m in missing):
+            problem = f"expected a list of raw values meaning missing, got {missing!r}"
+            raise self.fail(f"{key}.missing", problem, 'write missing: ["0", "Unknown"]')
+        extra = {}
+        if "default" in item:
+            if raw_map is None:
+                problem = "a default needs a map (it is the value of raw values the map does not list)"
+                raise self.fail(f"{key}.default", problem, "add map: {...} or remove default")
+            self.mapped_value(covariates[name], item["default"], f"{key}.default")
+            extra["default"] = item["default"]
+        return SourceMapping(
+            source,
+            name,
+            tuple(fields),
+            raw_map,
+            covariates[name],
+            taxonomy_path=self.where,
+            missing=frozenset(str(m) for m in missing),
+            **extra,
+        )
 
     def mapped_value(self, spec: Covariate, value: Any, key: str) -> None:
         """A harmonized value must be in the covariate's domain (a single label for multilabel) or null."""
@@ -549,6 +592,14 @@ class _Reader:
             problem = f"{value!r} is not in the domain of {spec.name}: {spec.domain}"
             hint = f"map it to a value of covariates.{spec.name} or to null (missing), or add that value"
             raise self.fail(key, problem + did_you_mean(value, spec.values), hint) from None
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _topological_order(parents: Mapping[str, tuple[str, ...]], where: str) -> tuple[str, ...]:
