@@ -10,3 +10,5 @@ def test_demo_writes_source_grid_and_report(tmp_path):
     assert result.grid.exists()
     report = result.report.read_text()
     assert "## Covariates" in report and "race mix by site" in report and str(result.grid) in report
+    assert (result.index / "index.parquet").is_file() and (result.cache / "manifest.json").is_file()
+    assert "## Index and training cache" in report

@@ -1,7 +1,9 @@
 """`synthfair demo`: the whole pipeline as it stands, on the built-in phantom, in minutes on a laptop CPU.
 
-Stages so far: (1) render a phantom source, (2) a counterfactual grid, (3) a short report of what was made
-(covariate counts and the confounding planted by the phantom's SCM). Later stages join as they land.
+Stages so far: (1) render a phantom source, (2) a counterfactual grid, (3) ingest the source into a
+harmonized index, (4) preprocess the index into training-ready WebDataset shards, (5) a short report of what
+was made (covariate counts, the confounding planted by the phantom's SCM, the index's small intersections).
+Later stages join as they land.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from synthfair.environment import usable_cpus
+from synthfair.index import read_index
+from synthfair.index_stats import index_stats
+from synthfair.ingest import ingest
 from synthfair.phantom.grid import render_grid
 from synthfair.phantom.simulator import Phantom, PhantomConfig
 from synthfair.phantom.source import write_source
+from synthfair.preprocess import PreprocessConfig, preprocess
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,7 @@ class DemoConfig:
     grid_rows: int = 4
     grid_size: int = 160
     anatomy: str = "ct"
+    cache_size: int = 64  # preprocessed (training) image size
 
 
 @dataclass
@@ -35,6 +42,8 @@ class DemoResult:
     out: Path
     source: Path
     grid: Path
+    index: Path
+    cache: Path
     report: Path
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -46,7 +55,12 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     phantom_config = PhantomConfig(anatomy=config.anatomy)
     result = DemoResult(
-        out=out, source=out / "phantom", grid=out / "phantom_grid.png", report=out / "report.md"
+        out=out,
+        source=out / "phantom",
+        grid=out / "phantom_grid.png",
+        index=out / "index",
+        cache=out / f"cache-{config.cache_size}",
+        report=out / "report.md",
     )
     t = time.perf_counter()
     write_source(
@@ -65,6 +79,13 @@ def run_demo(
         result.grid
     )
     result.seconds["counterfactual grid"] = time.perf_counter() - t
+    t = time.perf_counter()
+    ingest("phantom", result.source, result.index)
+    result.seconds["ingest"] = time.perf_counter() - t
+    t = time.perf_counter()
+    cache_config = PreprocessConfig(size=config.cache_size, workers=config.workers or usable_cpus())
+    preprocess(result.index, result.cache, cache_config)
+    result.seconds["preprocess"] = time.perf_counter() - t
     result.report.write_text(_report(phantom, result, config))
     return result
 
@@ -113,5 +134,25 @@ def _report(phantom: Phantom, result: DemoResult, config: DemoConfig) -> str:
         )
     by_site = pd.crosstab(meta[phantom.taxonomy.parents(r.race)[0]], meta[r.race], normalize="index")
     lines += ["- race mix by site:", "", *_markdown_table(by_site.round(2)), ""]
+    lines += _index_section(result)
     lines += ["## Timing", ""] + [f"- {k}: {v:.1f} s" for k, v in result.seconds.items()]
     return "\n".join(lines) + "\n"
+
+
+def _index_section(result: DemoResult) -> list[str]:
+    stats = index_stats(read_index(result.index))
+    inter = stats.intersections
+    lines = [
+        "## Index and training cache",
+        "",
+        f"Harmonized index -> `{result.index / 'index.parquet'}` ({int(inter['n'].sum())} images); "
+        f"training shards ({result.cache.name}) -> `{result.cache}`",
+        "",
+        f"- {len(stats.flagged)} of {len(inter)} intersections of {' x '.join(stats.axes)} have fewer than "
+        f"{stats.min_count} images (`synthfair index stats {result.index}` lists them); smallest non-empty:",
+        "",
+    ]
+    smallest = inter[inter["n"] > 0].nsmallest(5, "n")
+    smallest.index = [" x ".join(map(str, row)) for row in smallest[list(stats.axes)].itertuples(index=False)]
+    smallest = smallest[["n"]].rename_axis(" x ".join(stats.axes))
+    return lines + _markdown_table(smallest) + [""]

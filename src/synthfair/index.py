@@ -1,6 +1,6 @@
 """The index: one Parquet row per factual image of every ingested source, with harmonized covariates.
 
-    INDEX_DIR/index.parquet            every source's rows, sorted by (dataset, sample_key); rebuilt per ingest
+    INDEX_DIR/index.parquet            every source's rows by (dataset, sample_key); rebuilt per ingest
     INDEX_DIR/sources/<source>.parquet one source's rows (re-ingesting a source replaces this file)
     INDEX_DIR/quarantine/<source>.parquet  rows that could not be indexed, with where, code and reason
     INDEX_DIR/reports/<source>.json    counts (read, indexed, quarantined by reason), config, versions
@@ -8,12 +8,12 @@
 
 Columns (`columns` gives them in order): ``sample_key`` (``<dataset>_<id>``, dot-free, unique), ``dataset``
 (the ingested source: mimic, ..., phantom; the ``source`` covariate is the site, which for the phantom is one
-of its simulated hospitals), ``source_id`` (as published), ``patient_key``, ``study_key``, ``image_root``, ``image_path`` (relative to
-the root), ``split`` (train / validate / test, patient-disjoint), ``sample_hash`` (a stable 63-bit hash of
-source and id, for engine-independent deterministic sampling), ``where`` (file and row it came from), then
-per covariate in taxonomy order the harmonized value and ``<covariate>_raw``; continuous covariates add
-``_lo`` / ``_hi`` for intervals; findings are ``findings.<label>`` (0 / 1 / null) with
-``uncertain.<label>`` and ``findings_raw`` (JSON of the raw label states).
+of its simulated hospitals), ``source_id`` (as published), ``patient_key``, ``study_key``, ``image_root``,
+``image_path`` (relative to the root), ``split`` (train / validate / test, patient-disjoint), ``sample_hash``
+(a stable 63-bit hash of source and id, for engine-independent deterministic sampling), ``where`` (file and
+row it came from), then per covariate in taxonomy order the harmonized value and ``<covariate>_raw``;
+continuous covariates add ``_lo`` / ``_hi`` for intervals; findings are ``findings.<label>`` (0 / 1 / null)
+with ``uncertain.<label>`` and ``findings_raw`` (JSON of the raw label states).
 """
 
 from __future__ import annotations
@@ -90,7 +90,9 @@ def finding_columns(taxonomy: Taxonomy) -> list[str]:
 def to_table(records: Sequence[Mapping[str, Any]], taxonomy: Taxonomy) -> pa.Table:
     """Index records (dicts with every column) as an Arrow table in the index schema."""
     sch = schema(taxonomy)
-    return pa.table({name: pa.array([r.get(name) for r in records], sch.field(name).type) for name in sch.names})
+    return pa.table(
+        {name: pa.array([r.get(name) for r in records], sch.field(name).type) for name in sch.names}
+    )
 
 
 def write_source(out: str | Path, source: str, table: pa.Table, quarantine: pa.Table, report: dict) -> None:

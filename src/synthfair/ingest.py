@@ -81,7 +81,7 @@ def ingest(
     taxonomy: Taxonomy | None = None,
     on_row: Callable[[], None] | None = None,
 ) -> IngestReport:
-    """Read ``source`` at ``root`` and (re)place its rows in the index at ``out``; see the module docstring."""
+    """Read ``source`` at ``root`` and (re)place its rows in the index at ``out`` (see the module docs)."""
     config = config or IngestConfig()
     taxonomy = taxonomy or load_taxonomy()
     root = Path(root).resolve()
@@ -96,7 +96,9 @@ def ingest(
     records = batch.assign_splits()
     table = index.to_table(records, taxonomy)
     quarantine = pa.Table.from_pylist(batch.quarantine, schema=index.QUARANTINE_SCHEMA)
-    report = IngestReport(source, Path(out), batch.read, len(records), batch.reasons, harmonizer.defaulted, notes)
+    report = IngestReport(
+        source, Path(out), batch.read, len(records), batch.reasons, harmonizer.defaulted, notes
+    )
     index.write_source(out, source, table, quarantine, _report_json(report, root, config, taxonomy))
     return report
 
@@ -156,7 +158,8 @@ class _Batch:
         if self.config.on_error == "stop":
             raise SynthfairError(
                 item.message,
-                (item.hint + "; or " if item.hint else "") + "ingest with --on-error skip to quarantine such rows",
+                (item.hint + "; or " if item.hint else "")
+                + "ingest with --on-error skip to quarantine such rows",
             )
         self.reasons[item.code] += 1
         self.quarantine.append(

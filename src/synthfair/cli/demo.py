@@ -29,4 +29,6 @@ def demo(
     typer.echo(f"outputs: {result.out.resolve()}")
     typer.echo(f"  phantom source:      {result.source.resolve()}")
     typer.echo(f"  counterfactual grid: {result.grid.resolve()}")
+    typer.echo(f"  harmonized index:    {result.index.resolve()}")
+    typer.echo(f"  training shards:     {result.cache.resolve()}")
     typer.echo(f"report: {result.report.resolve()}")

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 import synthfair
-from synthfair.cli import demo, env, phantom
+from synthfair.cli import demo, env, index, ingest, phantom, preprocess
 from synthfair.errors import SynthfairError
 
 EXIT_KNOWN_ERROR = 2
@@ -31,10 +31,13 @@ app = typer.Typer(
 COMMANDS = [
     ("env", env.env),
     ("phantom", phantom.phantom),
+    ("ingest", ingest.ingest),
+    ("preprocess", preprocess.preprocess),
     ("demo", demo.demo),
 ]
 for _name, _function in COMMANDS:
     app.command(_name)(_function)
+app.add_typer(index.app, name="index")
 # ------------------------------------------------------------------------------------------------------------
 
 

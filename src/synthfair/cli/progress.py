@@ -8,7 +8,7 @@ from tqdm.auto import tqdm
 
 
 @contextmanager
-def bar(total: int, desc: str, unit: str = "img"):
-    """A tqdm bar; yields a zero-argument ``tick`` callback for library functions."""
+def bar(total: int | None, desc: str, unit: str = "img"):
+    """A tqdm bar; yields a ``tick(n=1)`` callback for library functions (``total=None``: no known end)."""
     with tqdm(total=total, desc=desc, unit=unit, disable=None, dynamic_ncols=True) as progress:
-        yield lambda: progress.update(1)
+        yield lambda n=1: progress.update(n)

@@ -118,7 +118,9 @@ class Harmonizer:
         states: dict[str, list[float | None]] = {label: [] for label in labels}
         covered: set[str] = set()
         if mapping is not None:  # without a map the source writes harmonized labels: it covers them all
-            covered = set(labels) if mapping.map is None else {v for v in mapping.map.values() if v is not None}
+            covered = (
+                set(labels) if mapping.map is None else {v for v in mapping.map.values() if v is not None}
+            )
         if mapping is not None and row.findings is not None:
             for raw_label, state in row.findings.items():
                 if not mapping.listed(raw_label):
@@ -165,7 +167,8 @@ class Harmonizer:
             return self.taxonomy[name].check(value, where)
         except TaxonomyError as err:
             message = f"{err.message} (raw value {raw!r})" if str(raw) != str(value) else err.message
-            raise RowError("invalid_value", message, "fix the value in the source file or quarantine the row")
+            hint = "fix the value in the source file or quarantine the row"
+            raise RowError("invalid_value", message, hint) from None
 
 
 def _first(fields: Mapping[str, Any], names: tuple[str, ...]) -> Any:
@@ -182,5 +185,7 @@ def _number(raw: Any, name: str, where: str) -> float:
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
-        raise RowError("invalid_value", f"{where}: {name} = {raw!r} is not a number", "fix or quarantine the row")
+        raise RowError(
+            "invalid_value", f"{where}: {name} = {raw!r} is not a number", "fix or quarantine the row"
+        )
     return value

@@ -13,12 +13,14 @@ from typing import Any
 
 from synthfair.sources.records import (
     Rejected,
+    RowError,
     SourceError,
     SourceRow,
     at_row,
     find_file,
     label_value,
     read_table,
+    rejection,
 )
 
 PREFIX = "findings."
@@ -38,12 +40,18 @@ def read(root: Path, config: Any, notes: dict[str, Any]) -> Iterator[SourceRow |
     for i, row in enumerate(table.itertuples(index=False)):
         row = dict(zip(table.columns, row, strict=True))
         where = at_row(path, i)
+        fields = {c: row[c] for c in plain}
+        try:
+            findings = {c[len(PREFIX) :]: label_value(row[c], where, c) for c in labels}
+        except RowError as err:
+            yield rejection(err, row["key"], where, fields)
+            continue
         yield SourceRow(
             source_id=row["key"],
             patient_id=row["key"],
             image_path=row["image"],
             where=where,
-            fields={c: row[c] for c in plain},
-            findings={c[len(PREFIX) :]: label_value(row[c], where, c) for c in labels},
+            fields=fields,
+            findings=findings,
             split=row["split"],
         )

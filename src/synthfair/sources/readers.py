@@ -84,6 +84,10 @@ class PILReader:
     _SIXTEEN = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
     def __init__(self, format: str):
+        if format not in self._SUFFIXES:
+            raise ImageReadError(
+                f"PILReader reads 'png' or 'jpeg', not {format!r}{did_you_mean(format, self._SUFFIXES)}"
+            )
         self.name = format
         self.suffixes = self._SUFFIXES[format]
 
@@ -95,21 +99,21 @@ class PILReader:
         try:
             with Image.open(path) as im:
                 im.load()
-                format = (im.format or "").lower()
+                found = (im.format or "").lower()
                 array, bits = self._pixels(im)
         except ImageReadError:
             raise
         except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, zlib.error, ...
             raise _unreadable(path, self.name, err) from err
-        if format not in self._SUFFIXES:
+        if found not in self._SUFFIXES:
             raise ImageReadError(
-                f"{path}: is a {format.upper() or 'unknown'} image, not PNG or JPEG",
+                f"{path}: is a {found.upper() or 'unknown'} image, not PNG or JPEG",
                 "convert it to PNG, or fix the file name",
             )
         if array.ndim != 2:
             raise ImageReadError(f"{path}: expected one image plane, got shape {array.shape}", REDOWNLOAD)
         image = np.clip(array.astype(np.float32) / (2**bits - 1), 0.0, 1.0)
-        return Decoded(image, bits, format, "MONOCHROME2", str(path))
+        return Decoded(image, bits, found, "MONOCHROME2", str(path))
 
     def _pixels(self, im: Image.Image) -> tuple[np.ndarray, int]:
         if im.mode == "L":

@@ -69,6 +69,11 @@ class Rejected:
     fields: Mapping[str, Any] = field(default_factory=dict)
 
 
+def rejection(err: RowError, source_id: str, where: str, fields: Mapping[str, Any] | None = None) -> Rejected:
+    """A `RowError` raised while an adapter builds one row, as that row's `Rejected`."""
+    return Rejected(source_id, where, err.code, err.message, err.hint, fields or {})
+
+
 def key_part(text: str) -> str:
     """``text`` made safe for a WebDataset key: no dots, no slashes; runs of other characters become '-'."""
     return _KEY_UNSAFE.sub("-", str(text)).strip("-")
@@ -92,7 +97,9 @@ def find_file(root: Path, names: Sequence[str], what: str) -> Path:
     """The first of ``names`` (paths relative to ``root``, globs allowed) that exists, else `SourceError`."""
     root = Path(root)
     if not root.is_dir():
-        raise SourceError(f"source root {root} is not a directory", "pass --root the downloaded release folder")
+        raise SourceError(
+            f"source root {root} is not a directory", "pass --root the downloaded release folder"
+        )
     for name in names:
         hits = sorted(root.glob(name))
         if hits:

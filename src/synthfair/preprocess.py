@@ -1,0 +1,321 @@
+"""Turn an index into training-ready WebDataset shards: decoded once, resized, 16-bit, with covariates.
+
+    CACHE/cache.json                 the request (config, index fingerprint); written first, checked on resume
+    CACHE/shards/000000.tar          <key>.png (16-bit grayscale, size x size) + <key>.json per image
+    CACHE/shards/000000.parquet      one row per index row of the shard, failures included (status, error)
+    CACHE/shards/000000_stats.json   written last: its existence marks the shard as done
+    CACHE/manifest.json              every shard's sha256, sample count and bytes; written when all are done
+
+Training reads these shards and never decodes DICOM. Rows are cut into shards in index order
+(dataset, sample_key), so the same index gives the same shards. Decoding runs in ``workers`` processes;
+the main process writes tars in order, with a fixed mtime, so the bytes do not depend on ``workers``.
+A tar is written under a temporary name and renamed; a re-run skips done shards and redoes the others.
+An image that cannot be read is recorded in the shard's Parquet with its reason and counted, never dropped
+silently.
+
+The sample JSON holds the index row's identity, split and harmonized covariates (``covariates``:
+{age, sex, ...}, ``findings``: {label: 0/1/null}, ``uncertain``: {label: 0/1}), the source image's bit
+depth, photometric interpretation and original size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing as mp
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import webdataset as wds
+from PIL import Image
+
+import synthfair
+from synthfair.errors import SynthfairError
+from synthfair.fileio import atomic_write
+from synthfair.index import read_index
+from synthfair.sources.readers import ImageReadError, read_image
+from synthfair.taxonomy import Taxonomy, load_taxonomy
+
+SCHEMA = "synthfair.cache/1"
+FITS = ("crop", "pad", "stretch")
+TAR_MTIME = 0.0  # fixed member mtime: byte-identical tars
+STATUS_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("status", pa.string()),  # "ok" or "failed"
+        ("error", pa.string()),
+        ("image", pa.string()),  # the source image path
+        ("bits", pa.int32()),
+        ("original_height", pa.int32()),
+        ("original_width", pa.int32()),
+        ("png_sha256", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    size: int = 64  # output images are size x size pixels
+    fit: str = "crop"  # "crop": shorter side to size, centre crop; "pad": longer side, zero pad; "stretch"
+    shard_size: int = 1000  # images per shard (the last shard may be smaller)
+    workers: int = 1  # decoding processes; 1 decodes in the main process
+
+    def __post_init__(self) -> None:
+        if self.size < 8 or self.shard_size < 1 or self.workers < 1:
+            raise SynthfairError(
+                f"preprocess needs size >= 8, shard_size >= 1 and workers >= 1, got size={self.size}, "
+                f"shard_size={self.shard_size}, workers={self.workers}",
+                "pass e.g. --size 64 --shard-size 1000",
+            )
+        if self.fit not in FITS:
+            raise SynthfairError(f"--fit {self.fit!r} is not one of {FITS}", "use crop, pad or stretch")
+
+
+@dataclass(frozen=True)
+class PreprocessResult:
+    out: Path
+    shards: int
+    images: int  # index rows
+    processed: int  # rows decoded by this run (the rest were in done shards)
+    failed: int  # rows that could not be read, over all shards
+    complete: bool
+
+
+def preprocess(
+    index_dir: str | Path,
+    out: str | Path,
+    config: PreprocessConfig | None = None,
+    taxonomy: Taxonomy | None = None,
+    on_image: Callable[[int], None] | None = None,
+) -> PreprocessResult:
+    """Write the shards of the index at ``index_dir`` to ``out`` (see the module docstring).
+
+    ``on_image(n)`` is called as images are done (n at a time), for a progress bar."""
+    config = config or PreprocessConfig()
+    taxonomy = taxonomy or load_taxonomy()
+    rows = _samples(read_index(index_dir), taxonomy)
+    out = Path(out)
+    (out / "shards").mkdir(parents=True, exist_ok=True)
+    request = _request(rows, config, taxonomy)
+    _claim(out, request)
+    shards = [rows[i : i + config.shard_size] for i in range(0, len(rows), config.shard_size)]
+    todo = [i for i in range(len(shards)) if not _stats_path(out, i).exists()]
+    tick = on_image or (lambda n: None)
+    tick(sum(len(shards[i]) for i in range(len(shards)) if i not in todo))
+    with _pool(config) as pool:
+        for i in todo:
+            _write_shard(out, i, shards[i], config, pool, tick)
+    stats = [json.loads(_stats_path(out, i).read_text()) for i in range(len(shards))]
+    shard_entries = [{k: v for k, v in s.items() if k != "seconds"} for s in stats]  # bytes stay reproducible
+    _write_json(out / "manifest.json", {**request, "shards": shard_entries})
+    failed = sum(s["failed"] for s in stats)
+    return PreprocessResult(out, len(shards), len(rows), sum(len(shards[i]) for i in todo), failed, True)
+
+
+def iter_cache(cache: str | Path, split: str | None = None) -> Iterator[dict[str, Any]]:
+    """The samples of a preprocessed cache, in order: ``{"key", "image" (float32 [0, 1], (H, W)), "meta"}``.
+
+    Decodes the 16-bit PNGs itself (webdataset's PIL decoders would reduce them to 8 bits)."""
+    manifest = Path(cache) / "manifest.json"
+    if not manifest.is_file():
+        raise SynthfairError(
+            f"{cache} is not a finished cache (no manifest.json)",
+            "run `synthfair preprocess INDEX_DIR --size PX --out CACHE` (re-running resumes)",
+        )
+    shards = [str(Path(cache) / "shards" / s["shard"]) for s in json.loads(manifest.read_text())["shards"]]
+    for sample in wds.WebDataset(shards, shardshuffle=False, empty_check=False):
+        meta = json.loads(sample["json"])
+        if split is None or meta["split"] == split:
+            image = np.asarray(Image.open(io.BytesIO(sample["png"]))).astype(np.float32) / 65535.0
+            yield {"key": sample["__key__"], "image": image, "meta": meta}
+
+
+def fit_image(image: np.ndarray, size: int, fit: str) -> np.ndarray:
+    """Resize a float (H, W) image to (size, size): centre crop, zero pad or stretch; antialiased bilinear."""
+    h, w = image.shape
+    if fit == "stretch":
+        return _resize(image, size, size)
+    scale = size / (min(h, w) if fit == "crop" else max(h, w))
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    resized = _resize(image, nh, nw)
+    if fit == "crop":
+        top, left = (nh - size) // 2, (nw - size) // 2
+        return resized[top : top + size, left : left + size]
+    canvas = np.zeros((size, size), np.float32)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    canvas[top : top + nh, left : left + nw] = resized
+    return canvas
+
+
+def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    if image.shape == (h, w):
+        return image.astype(np.float32)
+    pil = Image.fromarray(image.astype(np.float32), mode="F")
+    return np.asarray(pil.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def _samples(index: pd.DataFrame, taxonomy: Taxonomy) -> list[dict[str, Any]]:
+    """Per index row, what a worker needs: key, image file and the sample JSON."""
+    if index.empty:
+        raise SynthfairError("the index is empty", "ingest a source first: `synthfair ingest SOURCE ...`")
+    index = index.sort_values(["dataset", "sample_key"]).astype(object)
+    index = index.where(index.notna(), None)
+    out = []
+    for row in index.to_dict("records"):
+        meta = {
+            k: row[k] for k in ("sample_key", "dataset", "source_id", "patient_key", "split", "sample_hash")
+        }
+        meta["covariates"] = {s.name: row[s.name] for s in taxonomy if s.kind != "multilabel"}
+        for spec in taxonomy:
+            if spec.kind == "multilabel":
+                meta[spec.name] = {v: _int(row[f"{spec.name}.{v}"]) for v in spec.values}
+                meta["uncertain"] = {v: _int(row[f"uncertain.{v}"]) for v in spec.values}
+        image = str(Path(row["image_root"]) / row["image_path"])
+        out.append({"key": row["sample_key"], "image": image, "meta": meta})
+    return out
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _request(rows: list[dict], config: PreprocessConfig, taxonomy: Taxonomy) -> dict[str, Any]:
+    fingerprint = hashlib.sha256()
+    for row in rows:  # the keys, images and metadata, in order: any change in the index changes it
+        fingerprint.update(json.dumps(row, sort_keys=True, default=str).encode())
+    settings = {k: v for k, v in asdict(config).items() if k != "workers"}  # workers do not change bytes
+    return {
+        "schema": SCHEMA,
+        "config": settings,
+        "index_sha256": fingerprint.hexdigest(),
+        "images": len(rows),
+        "taxonomy_sha256": taxonomy.sha256,
+        "synthfair_version": synthfair.__version__,
+    }
+
+
+def _claim(out: Path, request: dict) -> None:
+    path = out / "cache.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if {k: old.get(k) for k in request} != request:
+            raise SynthfairError(
+                f"{out} holds a cache made from another index or settings ({path})",
+                "use a new --out directory, or delete the old cache",
+            )
+        return
+    _write_json(path, request)
+
+
+class _Serial:
+    """A stand-in for a process pool when ``workers == 1``."""
+
+    def imap(self, fn, items, chunksize=1):
+        return map(fn, items)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _pool(config: PreprocessConfig):
+    if config.workers == 1:
+        return _Serial()
+    return mp.get_context("spawn").Pool(config.workers, initializer=_init_worker, initargs=(config,))
+
+
+_CONFIG: PreprocessConfig | None = None
+
+
+def _init_worker(config: PreprocessConfig) -> None:
+    global _CONFIG
+    _CONFIG = config
+
+
+def _encode_in_worker(row: dict) -> dict:
+    return _encode(row, _CONFIG)
+
+
+def _encode(row: dict, config: PreprocessConfig) -> dict:
+    """Decode, fit and PNG-encode one image; a read failure becomes a failed status, not an exception."""
+    try:
+        decoded = read_image(row["image"])
+    except ImageReadError as err:
+        return {"key": row["key"], "status": "failed", "error": err.message, "image": row["image"]}
+    fitted = fit_image(decoded.image, config.size, config.fit)
+    pixels = np.round(np.clip(fitted, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=6)
+    png = buf.getvalue()
+    h, w = decoded.image.shape
+    meta = {**row["meta"], "bits": decoded.bits, "photometric": decoded.photometric, "original_size": [h, w]}
+    return {
+        "key": row["key"],
+        "status": "ok",
+        "error": None,
+        "image": row["image"],
+        "bits": decoded.bits,
+        "original_height": h,
+        "original_width": w,
+        "png_sha256": hashlib.sha256(png).hexdigest(),
+        "png": png,
+        "json": json.dumps(meta, sort_keys=True).encode(),
+    }
+
+
+def _write_shard(out: Path, i: int, rows: list[dict], config: PreprocessConfig, pool, tick) -> None:
+    start = time.time()
+    name = f"{i:06d}.tar"
+    final = out / "shards" / name
+    statuses = []
+    work = _encode_in_worker if config.workers > 1 else (lambda r: _encode(r, config))
+
+    def write(f) -> None:
+        with wds.TarWriter(f, mtime=TAR_MTIME, encoder=False) as tar:
+            for result in pool.imap(work, rows, chunksize=4):
+                if result["status"] == "ok":
+                    tar.write({"__key__": result["key"], "png": result["png"], "json": result["json"]})
+                statuses.append({k: result.get(k) for k in STATUS_SCHEMA.names})
+                tick(1)
+
+    atomic_write(final, write)
+    status_table = pa.Table.from_pylist(statuses, schema=STATUS_SCHEMA)
+    atomic_write(out / "shards" / f"{i:06d}.parquet", lambda f: pq.write_table(status_table, f))
+    ok = sum(s["status"] == "ok" for s in statuses)
+    stats = {
+        "shard": name,
+        "sha256": _sha256(final),
+        "bytes": final.stat().st_size,
+        "nsamples": ok,
+        "failed": len(statuses) - ok,
+        "first_key": rows[0]["key"],
+        "last_key": rows[-1]["key"],
+        "seconds": round(time.time() - start, 3),
+    }
+    _write_json(_stats_path(out, i), stats)
+
+
+def _stats_path(out: Path, i: int) -> Path:
+    return out / "shards" / f"{i:06d}_stats.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(data, indent=2, default=str) + "\n").encode()))

@@ -1,0 +1,80 @@
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from source_files import phantom_row, write_phantom_source
+from synthfair.errors import SynthfairError
+from synthfair.ingest import ingest
+from synthfair.preprocess import PreprocessConfig, fit_image, iter_cache, preprocess
+
+
+@pytest.fixture
+def index_dir(tmp_path):
+    write_phantom_source(tmp_path / "src", [phantom_row(i) for i in range(7)])
+    ingest("phantom", tmp_path / "src", tmp_path / "index")
+    return tmp_path / "index"
+
+
+def _tars(cache):
+    return {p.name: p.read_bytes() for p in sorted((cache / "shards").glob("*.tar"))}
+
+
+@pytest.mark.parametrize("fit", ["crop", "pad", "stretch"])
+def test_fit_image_makes_a_square_of_the_size(fit):
+    image = np.linspace(0, 1, 40 * 30, dtype=np.float32).reshape(40, 30)
+    out = fit_image(image, 16, fit)
+    assert out.shape == (16, 16) and out.dtype == np.float32
+    assert 0 <= out.min() and out.max() <= 1
+    if fit == "pad":  # the narrow side is padded with black
+        assert out[:, 0].max() == 0 and out[:, 8].min() > 0
+
+
+def test_shards_hold_16_bit_images_and_covariates(index_dir, tmp_path):
+    result = preprocess(index_dir, tmp_path / "cache", PreprocessConfig(size=16, shard_size=3))
+    assert (result.shards, result.images, result.processed, result.failed) == (3, 7, 7, 0)
+    samples = list(iter_cache(tmp_path / "cache"))
+    assert [s["key"] for s in samples] == sorted(s["key"] for s in samples)
+    first = samples[0]
+    assert first["image"].shape == (16, 16)
+    assert (
+        len(np.unique(first["image"])) > 64
+    )  # 16-bit precision survives (webdataset's PIL decode would not)
+    assert first["meta"]["covariates"]["sex"] == "female" and first["meta"]["bits"] == 16
+    assert first["meta"]["findings"]["cardiomegaly"] == 0 and first["meta"]["original_size"] == [40, 30]
+    assert {s["meta"]["split"] for s in iter_cache(tmp_path / "cache", split="test")} == {"test"}
+    manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
+    assert [s["nsamples"] for s in manifest["shards"]] == [3, 3, 1]
+
+
+def test_bytes_do_not_depend_on_workers_and_resume_redoes_only_missing_shards(index_dir, tmp_path):
+    preprocess(index_dir, tmp_path / "one", PreprocessConfig(size=16, shard_size=3, workers=1))
+    preprocess(index_dir, tmp_path / "two", PreprocessConfig(size=16, shard_size=3, workers=2))
+    assert _tars(tmp_path / "one") == _tars(tmp_path / "two")
+    (tmp_path / "two" / "shards" / "000001_stats.json").unlink()  # as if killed while writing shard 1
+    (tmp_path / "two" / "shards" / "000001.tar").write_bytes(b"partial")
+    done = (tmp_path / "two" / "shards" / "000000.tar").stat().st_mtime_ns
+    result = preprocess(index_dir, tmp_path / "two", PreprocessConfig(size=16, shard_size=3, workers=1))
+    assert result.processed == 3
+    assert (tmp_path / "two" / "shards" / "000000.tar").stat().st_mtime_ns == done
+    assert _tars(tmp_path / "one") == _tars(tmp_path / "two")
+
+
+def test_unreadable_images_are_recorded_not_dropped(index_dir, tmp_path):
+    (tmp_path / "src" / "images" / "phantom_s0_000002.png").write_bytes(b"not a png")
+    result = preprocess(index_dir, tmp_path / "cache", PreprocessConfig(size=16, shard_size=10))
+    assert result.failed == 1
+    status = pq.read_table(tmp_path / "cache" / "shards" / "000000.parquet").to_pandas()
+    assert len(status) == 7
+    bad = status.set_index("key").loc["phantom_s0_000002"]
+    assert bad["status"] == "failed" and "phantom_s0_000002.png" in bad["error"]
+    assert len(list(iter_cache(tmp_path / "cache"))) == 6
+
+
+def test_another_config_in_the_same_cache_is_refused(index_dir, tmp_path):
+    preprocess(index_dir, tmp_path / "cache", PreprocessConfig(size=16))
+    with pytest.raises(SynthfairError, match="another index or settings"):
+        preprocess(index_dir, tmp_path / "cache", PreprocessConfig(size=32))
+    with pytest.raises(SynthfairError, match="crop, pad or stretch"):
+        PreprocessConfig(fit="zoom")
