@@ -24,7 +24,7 @@ def phantom_row(i: int, **overrides) -> dict:
         "key": f"phantom_s0_{i:06d}",
         "image": f"images/phantom_s0_{i:06d}.png",
         "split": ("train", "validate", "test")[i % 3],
-        "age": str(20 + 7 * i),
+        "age": str(20 + 7 * i % 70),
         "sex": ("female", "male")[i % 2],
         "race": ("asian", "black", "white", "other")[i % 4],
         "view": ("PA", "AP")[i % 2],

@@ -2,7 +2,8 @@
 
 Nothing is lost: every row the adapter reads ends up in the index or in the quarantine file with its reason,
 and the report counts both (``read == indexed + quarantined``). With ``on_error="stop"`` the first bad row
-raises an error naming the file, row, field, value and fix instead.
+raises an error naming the file, row, field, value and fix instead; rows dropped by a documented policy
+(`POLICY_CODES`: the source's own exclusions, the race-conflict policy) are quarantined either way.
 
 Splits are patient-disjoint. A source's official split is kept; rows without one get a split from a hash of
 their patient key (fractions in `IngestConfig.split_fractions`), so a patient's images always land together,
@@ -31,14 +32,18 @@ from synthfair.sources.records import SPLITS, Rejected, RowError, SourceRow, key
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 ON_ERROR = ("stop", "skip")
+# Rows dropped by a policy (the source's own exclusions, the race-conflict policy) are quarantined and counted
+# whatever --on-error says: they are expected outcomes, not faults in the input.
+POLICY_CODES = frozenset({"excluded_by_source", "race_conflict"})
 
 
 @dataclass(frozen=True)
 class IngestConfig:
     on_error: str = "stop"  # "stop": the first bad row raises; "skip": bad rows are quarantined and counted
     findings: FindingsPolicy = field(default_factory=FindingsPolicy)
-    # MIMIC-IV subjects whose admissions record different races (after harmonization; unknowns ignored):
-    # "drop" quarantines their images (the chexploration convention), "missing" keeps them with race missing
+    # patients recorded with different races (MIMIC-IV admissions, CheXpert demographics; compared after
+    # harmonization, unknowns ignored): "drop" quarantines their images (the chexploration convention),
+    # "missing" keeps them with race missing
     race_conflict: str = "drop"
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, validate, test where not official
     check_images: bool = True  # quarantine rows whose image file does not exist
@@ -89,7 +94,7 @@ def ingest(
     harmonizer = Harmonizer(taxonomy, source, config.findings)
     batch = _Batch(source, root, config)
     notes: dict[str, Any] = {}
-    for item in read_rows(root, config, notes):
+    for item in read_rows(root, config, notes, taxonomy=taxonomy):
         batch.add(item, harmonizer)
         if on_row is not None:
             on_row()
@@ -121,8 +126,10 @@ class _Batch:
             return
         try:
             self.records.append(self.record(item, harmonizer))
+            return
         except RowError as err:
-            self.reject(Rejected(item.source_id, item.where, err.code, err.message, err.hint, item.fields))
+            rejected = Rejected(item.source_id, item.where, err.code, err.message, err.hint, item.fields)
+        self.reject(rejected)  # outside the except block: a stop error does not chain the row error
 
     def record(self, row: SourceRow, harmonizer: Harmonizer) -> dict[str, Any]:
         key = _prefixed(self.source, row.source_id)
@@ -155,7 +162,7 @@ class _Batch:
         return record
 
     def reject(self, item: Rejected) -> None:
-        if self.config.on_error == "stop":
+        if self.config.on_error == "stop" and item.code not in POLICY_CODES:
             raise SynthfairError(
                 item.message,
                 (item.hint + "; or " if item.hint else "")

@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
 from PIL import Image
 
 import synthfair
@@ -130,6 +129,8 @@ def iter_cache(cache: str | Path, split: str | None = None) -> Iterator[dict[str
             f"{cache} is not a finished cache (no manifest.json)",
             "run `synthfair preprocess INDEX_DIR --size PX --out CACHE` (re-running resumes)",
         )
+    import webdataset as wds  # lazy: decoding workers import this module and do not need it
+
     shards = [str(Path(cache) / "shards" / s["shard"]) for s in json.loads(manifest.read_text())["shards"]]
     for sample in wds.WebDataset(shards, shardshuffle=False, empty_check=False):
         meta = json.loads(sample["json"])
@@ -274,6 +275,8 @@ def _encode(row: dict, config: PreprocessConfig) -> dict:
 
 
 def _write_shard(out: Path, i: int, rows: list[dict], config: PreprocessConfig, pool, tick) -> None:
+    import webdataset as wds  # lazy: decoding workers import this module and do not need it
+
     start = time.time()
     name = f"{i:06d}.tar"
     final = out / "shards" / name

@@ -1,8 +1,9 @@
 """Source adapters: one module per published CXR dataset, each reading its files exactly as released.
 
-Every adapter module defines ``read(root, config, notes) -> Iterator[SourceRow | Rejected]`` (see
-`synthfair.sources.records`); `adapter(name)` returns it. Harmonization happens outside the adapters, in
-`synthfair.sources.harmonize`, through taxonomy.yaml.
+Every adapter module defines ``read(root, config, notes, taxonomy=None) -> Iterator[SourceRow | Rejected]``
+(see `synthfair.sources.records`); `adapter(name)` returns it. ``notes`` collects facts for the ingest
+report (which file variant was found, counts); ``taxonomy`` is the one ingest harmonizes with.
+Harmonization itself happens outside the adapters, in `synthfair.sources.harmonize`, through taxonomy.yaml.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,9 @@ from synthfair.sources.records import (
     find_file,
     label_value,
     read_table,
+    rejection,
 )
+from synthfair.taxonomy import Taxonomy
 
 RELEASES = ("CheXpert-v1.0-small", "CheXpert-v1.0")
 FIELDS = ("Sex", "Age", "Frontal/Lateral", "AP/PA")
@@ -92,18 +95,21 @@ PLUS_COLUMNS = ("path_to_image", "deid_patient_id", "split", *PLUS_RENAME)
 PLUS_SPLITS = {"train": "train", "valid": "validate"}
 PLUS_IMAGE_DIRS = ("", "PNG/", "PNG/PNG/")
 _STATES = {None: None, "1.0": 1.0, "0.0": 0.0, "-1.0": -1.0, "1": 1.0, "0": 0.0, "-1": -1.0}
-_UNSEEN = object()  # a patient absent from the demographics file; a label cell not in _STATES
-_CONFLICT = object()  # PRIMARY_RACE of a patient listed twice with different values
+_UNSEEN = object()  # a label cell not in _STATES
 
 
-def read(root: Path, config: Any, notes: dict[str, Any]) -> Iterator[SourceRow | Rejected]:
+def read(
+    root: Path, config: Any, notes: dict[str, Any], taxonomy: Taxonomy | None = None
+) -> Iterator[SourceRow | Rejected]:
     root = Path(root)
     try:
         train = _train_file(root)
-    except SourceError:
+    except SourceError as err:
         plus = sorted(root.glob("df_chexpert_plus_*.csv"))
         if not plus:
-            raise
+            raise SourceError(
+                f"{err.message}, nor CheXpert Plus's df_chexpert_plus_*.csv", err.hint
+            ) from None
         yield from _read_plus(root, plus[-1], notes)
         return
     base = train.parent
@@ -131,7 +137,13 @@ def _train_file(root: Path) -> Path:
 
 
 def _row(
-    values: tuple, where: str, split: str, prefix: str, demo: dict | None, config: Any, missing: Counter
+    values: tuple,
+    where: str,
+    split: str,
+    prefix: str,
+    demo: Demographics | None,
+    config: Any,
+    missing: Counter,
 ) -> SourceRow | Rejected:
     path, sex, age, frontal, ap_pa, *labels = values
     fields: dict[str, Any] = {"Sex": sex, "Age": age, "Frontal/Lateral": frontal, "AP/PA": ap_pa}
@@ -146,26 +158,28 @@ def _row(
             fields,
         )
     patient, study = parts[-3], parts[-2]
-    race, ethnicity = (None, None) if demo is None else demo.get(patient.lower(), (_UNSEEN, None))
-    if race is _UNSEEN:
-        race = None
+    race, ethnicity = None, None
+    if demo is not None and patient.lower() not in demo.by_patient:
         missing["images"] += 1
+    elif demo is not None:
+        race, ethnicity = demo.by_patient[patient.lower()]
     fields.update(PRIMARY_RACE=race, ETHNICITY=ethnicity)
-    if race is _CONFLICT and config.race_conflict == "drop":
+    conflict = demo.conflicts.get(patient.lower()) if demo is not None else None
+    if conflict and config.race_conflict == "drop":
         return Rejected(
             path,
             where,
             "race_conflict",
-            f"{where}: patient {patient} has several PRIMARY_RACE values in the demographics file",
+            f"{where}: patient {patient} has several PRIMARY_RACE values {conflict} in the demographics file",
             "ingest with race_conflict='missing' to keep the images without race",
             fields,
         )
-    if race is _CONFLICT:
+    if conflict:
         fields["PRIMARY_RACE"] = None
     try:
         findings = {name: _state(raw, where, name) for name, raw in zip(LABELS, labels, strict=True)}
     except RowError as err:
-        return Rejected(path, where, err.code, err.message, err.hint, fields)
+        return rejection(err, path, where, fields)
     return SourceRow(
         source_id=path,
         patient_id=patient,
@@ -183,8 +197,14 @@ def _state(raw: Any, where: str, column: str) -> float | None:
     return label_value(raw, where, column) if value is _UNSEEN else value
 
 
-def _demographics(root: Path, notes: dict[str, Any]) -> dict[str, tuple[Any, Any]] | None:
-    """PATIENT (lower case) -> (PRIMARY_RACE, ETHNICITY) from the demographics file; None without one."""
+@dataclass(frozen=True)
+class Demographics:
+    by_patient: dict[str, tuple[Any, Any]]  # PATIENT (lower case) -> (PRIMARY_RACE, ETHNICITY)
+    conflicts: dict[str, list[str]]  # patients listed with several PRIMARY_RACE values -> those values
+
+
+def _demographics(root: Path, notes: dict[str, Any]) -> Demographics | None:
+    """The demographics file's races by patient; None (and a note) when there is no such file."""
     found = _find_demographics(root)
     if not found:
         notes["demographics"] = None
@@ -197,17 +217,16 @@ def _demographics(root: Path, notes: dict[str, Any]) -> dict[str, tuple[Any, Any
     if len(found) > 1:
         notes["demographics_ignored"] = [str(p.relative_to(root)) for p in found[1:]]
     table = read_table(path, required=DEMO_COLUMNS)
-    demo: dict[str, tuple[Any, Any]] = {}
-    conflicts = 0
+    demo = Demographics({}, {})
     for patient, race, ethnicity in zip(*(table[c].tolist() for c in DEMO_COLUMNS), strict=True):
         key = str(blank_to_none(patient) or "").strip().lower()
-        seen = demo.get(key)
+        seen = demo.by_patient.get(key)
         if seen is not None and seen[0] != race:
-            conflicts += seen[0] is not _CONFLICT
-            race = _CONFLICT
-        demo[key] = (race, ethnicity)
+            values = demo.conflicts.setdefault(key, [str(seen[0])])
+            values.append(str(race))
+        demo.by_patient[key] = (race, ethnicity)
     notes["demographics_rows"] = len(table)
-    notes["demographics_race_conflicts"] = conflicts
+    notes["demographics_race_conflicts"] = len(demo.conflicts)
     return demo
 
 
@@ -252,9 +271,8 @@ def _read_plus(root: Path, path: Path, notes: dict[str, Any]) -> Iterator[Source
                 str(image),
                 where,
                 "invalid_value",
-                f"{where}: path_to_image {image!r}, deid_patient_id "
-                f"{patient!r}, split {split!r}: expected <split>/<patient>/<study>/<view>.jpg, an id and one "
-                f"of {list(PLUS_SPLITS)}",
+                f"{where}: path_to_image {image!r}, deid_patient_id {patient!r}, split {split!r}: expected "
+                f"<split>/<patient>/<study>/<view>.jpg, a patient id and a split in {list(PLUS_SPLITS)}",
                 "use df_chexpert_plus_*.csv as published",
                 fields,
             )

@@ -67,6 +67,7 @@ class Harmonizer:
                 f"add sources.{source}.covariates (field and map per covariate) to the taxonomy",
             )
         self.defaulted: Counter[str] = Counter()  # "covariate=raw value" -> rows
+        self._memo: dict[tuple[str, Any], tuple[Any, bool]] = {}  # (covariate, raw) -> (value, listed)
 
     def record(self, row: SourceRow) -> dict[str, Any]:
         """The harmonized record of ``row``: covariates, ``<covariate>_raw`` and findings columns."""
@@ -86,8 +87,7 @@ class Harmonizer:
         raw = _first(fields, mapping.fields) if mapping else None
         value = None
         if mapping is not None and raw is not None:
-            value = self._lookup(mapping, raw, row.where)
-            value = self._check(name, value, row.where, raw)
+            value = self._mapped(mapping, raw, row.where, check=True)
         return {name: value, f"{name}_raw": None if raw is None else str(raw)}
 
     def continuous(self, name: str, mapping: SourceMapping | None, row: SourceRow, fields: Mapping) -> dict:
@@ -123,9 +123,7 @@ class Harmonizer:
             )
         if mapping is not None and row.findings is not None:
             for raw_label, state in row.findings.items():
-                if not mapping.listed(raw_label):
-                    self.defaulted[f"{name}={raw_label}"] += 1
-                label = self._lookup(mapping, raw_label, row.where)
+                label = self._mapped(mapping, raw_label, row.where, check=False)
                 if label is not None and label not in states:
                     raise RowError(
                         "unmapped_value",
@@ -155,6 +153,20 @@ class Harmonizer:
         if 0.0 in states or not states:
             return 0, 0
         return UNCERTAIN_POLICIES[self.policy.unmentioned], 0
+
+    def _mapped(self, mapping: SourceMapping, raw: Any, where: str, check: bool) -> Any:
+        """``raw`` through the map (and the domain check); memoized, since a source has few distinct raw
+        values and millions of rows. Raw values left to the map's default are counted."""
+        key = (mapping.covariate, raw)
+        hit = self._memo.get(key)
+        if hit is None:
+            value = self._lookup(mapping, raw, where)  # raises for an unmapped value: never memoized
+            if check:
+                value = self._check(mapping.covariate, value, where, raw)
+            hit = self._memo[key] = (value, mapping.listed(raw))
+        if not hit[1]:
+            self.defaulted[f"{mapping.covariate}={raw}"] += 1
+        return hit[0]
 
     def _lookup(self, mapping: SourceMapping, raw: Any, where: str) -> Any:
         try:

@@ -4,8 +4,8 @@ Files read (``--root`` is the download folder):
 
 - ``PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv`` (or its ``.gz``, or any
   ``PADCHEST_chest_x_ray_images_labels_*.csv*``). The authors wrote it with pandas' default index, so the
-  first column has an empty header (``Unnamed: 0`` when read); it is skipped, and its absence is noted. Only the
-  columns below are read (the file also holds the reports).
+  first column has an empty header (``Unnamed: 0`` when read); it is skipped, and its absence is noted.
+  Only the columns below are read (the file also holds the reports).
 - images ``<ImageDir>/<ImageID>``: 16-bit grayscale PNGs in folders ``0/`` ... ``50/`` named by ``ImageDir``
   (written ``0`` or ``0.0``; normalized to ``0``).
 
@@ -22,7 +22,8 @@ Policies:
   ``ast.literal_eval``, each label stripped and lower-cased, empty strings dropped; findings are the
   positives ``{label: 1.0}``. A blank (NaN) Labels cell gives findings None (unlabelled, not normal); ``[]``
   gives no positive. ``'suboptimal study'`` and ``'unchanged'`` are not findings and are dropped (counted in
-  the notes); ``'normal'`` is kept (the taxonomy maps it to nothing). Labels outside the taxonomy map are
+  the notes); a list of nothing else gives findings None (unchanged from an unknown previous study is not
+  normal); ``'normal'`` is kept (the taxonomy maps it to nothing). Labels outside the taxonomy map are
   ignored by its ``default`` and counted in the report's ``defaulted_raw_values``.
 - rejected: ``'exclude'`` among the labels or ``Projection`` EXCLUDE -> ``excluded_by_source``; a Labels
   cell that is not a list of strings, an unparseable ``StudyDate_DICOM``, ``PatientBirth`` or ``ImageDir``
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import functools
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +53,9 @@ from synthfair.sources.records import (
     check_columns,
     find_file,
     read_table,
+    rejection,
 )
+from synthfair.taxonomy import Taxonomy
 
 CSV = "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv"
 CSV_NAMES = (
@@ -64,12 +68,14 @@ INDEX_COLUMN = "Unnamed: 0"  # pandas' name for the empty header cell of the wri
 IDS = ("ImageID", "ImageDir", "PatientID", "StudyID")
 FIELDS = ("PatientBirth", "StudyDate_DICOM", "PatientSex_DICOM", "Projection", "Manufacturer_DICOM")
 COLUMNS = (*IDS, *FIELDS, "Labels")
-DROPPED = ("suboptimal study", "unchanged")  # remarks about the study, not findings
+DROPPED = frozenset({"suboptimal study", "unchanged"})  # remarks about the study, not findings
 EXCLUDE = "exclude"
 FIX = "fix the cell, or ingest with --on-error skip to quarantine the row"
 
 
-def read(root: Path, config: Any, notes: dict[str, Any]) -> Iterator[SourceRow | Rejected]:
+def read(
+    root: Path, config: Any, notes: dict[str, Any], taxonomy: Taxonomy | None = None
+) -> Iterator[SourceRow | Rejected]:
     path = find_file(root, CSV_NAMES, "PadChest labels CSV")
     header = pd.read_csv(path, nrows=0)
     check_columns(header, COLUMNS, path)
@@ -78,18 +84,17 @@ def read(root: Path, config: Any, notes: dict[str, Any]) -> Iterator[SourceRow |
     table = read_table(path, usecols=list(COLUMNS))
     notes["rows"] = len(table)
     nan_text: Counter[str] = Counter()
-    dropped: Counter[str] = Counter()
+    counts: Counter[str] = Counter()  # dropped labels; blank Labels cells
     columns = [_nan_to_none(table[name].tolist(), name, nan_text) for name in COLUMNS]
     for i, values in enumerate(zip(*columns, strict=True)):
         row = dict(zip(COLUMNS, values, strict=True))
         try:
-            yield _row(row, at_row(path, i), dropped)
+            yield _row(row, at_row(path, i), counts)
         except RowError as err:
-            source_id = _source_id(row["ImageID"])
-            yield Rejected(source_id, at_row(path, i), err.code, err.message, err.hint, _fields(row))
+            yield rejection(err, _source_id(row["ImageID"]), at_row(path, i), _fields(row))
     notes["nan_text_cells"] = {k: v for k, v in nan_text.items() if v}
-    notes["labels_dropped"] = {label: dropped[label] for label in DROPPED}
-    notes["labels_missing"] = dropped["<missing>"]
+    notes["labels_dropped"] = {label: counts[label] for label in sorted(DROPPED)}
+    notes["labels_missing"] = counts["blank"]
 
 
 def _nan_to_none(values: list, name: str, counts: Counter) -> list:
@@ -99,7 +104,7 @@ def _nan_to_none(values: list, name: str, counts: Counter) -> list:
     return out
 
 
-def _row(row: dict[str, Any], where: str, dropped: Counter) -> SourceRow:
+def _row(row: dict[str, Any], where: str, counts: Counter) -> SourceRow:
     image_id = blank_to_none(row["ImageID"])
     if image_id is None or blank_to_none(row["PatientID"]) is None:
         raise RowError(
@@ -109,7 +114,7 @@ def _row(row: dict[str, Any], where: str, dropped: Counter) -> SourceRow:
         raise RowError(
             "excluded_by_source", f"{where}: Projection is EXCLUDE (the authors excluded the image)"
         )
-    findings = _labels(row["Labels"], where, dropped)
+    findings = _labels(row["Labels"], where, counts)
     return SourceRow(
         source_id=_source_id(image_id),
         patient_id=row["PatientID"],
@@ -133,30 +138,41 @@ def _fields(row: dict[str, Any]) -> dict[str, Any]:
     return {"ImageID": row["ImageID"], "ImageDir": row["ImageDir"], **{f: row[f] for f in FIELDS}}
 
 
-def _labels(raw: Any, where: str, dropped: Counter) -> dict[str, float] | None:
+def _labels(raw: Any, where: str, counts: Counter) -> dict[str, float] | None:
     """The positive labels of a ``Labels`` cell; None when the cell is blank."""
     raw = blank_to_none(raw)
     if raw is None:
-        dropped["<missing>"] += 1
+        counts["blank"] += 1
         return None
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        value = None
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+    labels = _parse_labels(raw)
+    if labels is None:
         raise RowError(
             "invalid_value",
             f"{where}: Labels {raw!r} is not a Python list of strings, e.g. ['pneumonia']",
             FIX,
         )
-    labels = {v.strip().lower() for v in value} - {""}
     if EXCLUDE in labels:
         raise RowError(
             "excluded_by_source", f"{where}: Labels {raw!r} holds 'exclude' (excluded by the authors)"
         )
-    for label in labels & set(DROPPED):
-        dropped[label] += 1
-    return {label: 1.0 for label in sorted(labels - set(DROPPED))}
+    for label in labels & DROPPED:
+        counts[label] += 1
+    if labels and labels <= DROPPED:  # only "unchanged" / "suboptimal study": says nothing about findings
+        counts["only_remarks"] += 1
+        return None
+    return {label: 1.0 for label in sorted(labels - DROPPED)}
+
+
+@functools.lru_cache(maxsize=1 << 16)  # ~160k cells, far fewer distinct lists
+def _parse_labels(raw: str) -> frozenset[str] | None:
+    """The stripped, lower-cased, non-empty labels of a list literal; None if ``raw`` is not one."""
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        return None
+    return frozenset(v.strip().lower() for v in value) - {""}
 
 
 def _image_dir(raw: Any, where: str) -> str:
@@ -175,14 +191,18 @@ def _age(birth: Any, date: Any, where: str) -> int | None:
     birth, date = blank_to_none(birth), blank_to_none(date)
     if birth is None or date is None:
         return None
-    text = str(date).strip().removesuffix(".0")
-    try:
-        year = dt.datetime.strptime(text, "%Y%m%d").year
-    except ValueError:
-        raise RowError(
-            "invalid_value", f"{where}: StudyDate_DICOM {date!r} is not a YYYYMMDD date", FIX
-        ) from None
+    year = _year(str(date).strip().removesuffix(".0"))
+    if year is None:
+        raise RowError("invalid_value", f"{where}: StudyDate_DICOM {date!r} is not a YYYYMMDD date", FIX)
     try:
         return year - int(float(birth))
     except (ValueError, OverflowError):
         raise RowError("invalid_value", f"{where}: PatientBirth {birth!r} is not a year", FIX) from None
+
+
+@functools.lru_cache(maxsize=1 << 14)  # a few thousand distinct study dates
+def _year(text: str) -> int | None:
+    try:
+        return dt.datetime.strptime(text, "%Y%m%d").year
+    except ValueError:
+        return None

@@ -22,11 +22,14 @@ from synthfair.sources.records import (
     read_table,
     rejection,
 )
+from synthfair.taxonomy import Taxonomy
 
 PREFIX = "findings."
 
 
-def read(root: Path, config: Any, notes: dict[str, Any]) -> Iterator[SourceRow | Rejected]:
+def read(
+    root: Path, config: Any, notes: dict[str, Any], taxonomy: Taxonomy | None = None
+) -> Iterator[SourceRow | Rejected]:
     if not (Path(root) / "provenance.json").is_file():
         raise SourceError(
             f"{root} is not a finished phantom source (no provenance.json)",

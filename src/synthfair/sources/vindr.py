@@ -17,8 +17,9 @@ Policies:
   consensus row as published. Cells must be 0 or 1 (``0.0`` / ``1.0`` accepted): VinDr has no uncertain
   state, so anything else (blank, -1, text) rejects the image with code ``invalid_value``.
 - sex: DICOM PatientSex as written (M, F; O is VinDr's "unknown" and maps to missing in taxonomy.yaml).
-- age: DICOM PatientAge (VR AS, e.g. ``045Y``, ``018M``) converted to years by `dicom.parse_age`; empty or
-  absent -> missing; malformed -> missing with the raw string kept (counted in ``notes["age_malformed"]``).
+- age: DICOM PatientAge (VR AS, e.g. ``045Y``, ``018M``; a bare integer is taken as years) converted to years
+  by `dicom.parse_age`; empty or absent -> missing; malformed -> missing with the raw string kept (counted in
+  ``notes["age_malformed"]``).
 - ids: ``source_id = patient_id = image_id``. VinDr publishes no patient id, so each image counts as its own
   patient; splits are the official ones (train -> train, test -> test) and do not depend on it.
 - images: ``image_path = <split>/<image_id>.dicom``. A DICOM that does not exist is still yielded so that
@@ -49,6 +50,7 @@ from synthfair.sources.records import (
     find_file,
     read_table,
 )
+from synthfair.taxonomy import Taxonomy
 
 LABELS = (
     "Aortic enlargement",
@@ -99,7 +101,9 @@ class _Image:
     problem: str | None = None  # why the labels cannot be used
 
 
-def read(root: Path, config: Any, notes: dict[str, Any]) -> Iterator[SourceRow | Rejected]:
+def read(
+    root: Path, config: Any, notes: dict[str, Any], taxonomy: Taxonomy | None = None
+) -> Iterator[SourceRow | Rejected]:
     root = Path(root)
     notes.update(age_malformed=0, dicom_missing=0, unreadable_image=0)
     for split in ("train", "test"):
@@ -152,7 +156,9 @@ def _votes(table: pd.DataFrame, labels: list[str], path: Path, notes: dict) -> I
     first, readers = groups.first(), groups.size()
     positives = values.fillna(0.0).groupby(ids, sort=False).sum().loc[first.index]
     flags = positives.to_numpy() * 2 > readers.to_numpy()[:, None]  # (images, labels) strict majority
-    bad = {ids[i]: message for i, message in problems.items()}
+    bad: dict[str, str] = {}
+    for i, message in problems.items():  # an image is rejected for its first bad row
+        bad.setdefault(ids[i], message)
     notes["reader_counts"] = {str(n): c for n, c in sorted(Counter(readers.tolist()).items())}
     notes["train_images"] = len(first)
     for image_id, row, n, row_flags in zip(first.index, first.tolist(), readers.tolist(), flags, strict=True):
@@ -183,7 +189,9 @@ def _rows(
             header = _header(root / image_path, notes)
         except ImageReadError as err:
             notes["unreadable_image"] += 1
-            yield Rejected(image.image_id, where, "unreadable_image", f"{where}: {err.message}", err.hint, fields)
+            yield Rejected(
+                image.image_id, where, "unreadable_image", f"{where}: {err.message}", err.hint, fields
+            )
             continue
         fields.update(header)
         derived = {}
