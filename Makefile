@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/phantom.py
+	$(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -5,8 +5,9 @@
    per-study label CSVs, gzipped, joined with patients and admissions). Image files are not created, so the
    rate is parsing + joins + harmonization + index writing (``check_images=False``); checking that files
    exist adds one stat() per row.
-2. ``preprocess``: images per second from full-size inputs to 256^2 training shards, for 16-bit PNG,
-   uncompressed 12-bit DICOM and JPEG 2000 lossless DICOM, with ``--workers`` decoding processes.
+2. ``preprocess``: images per second from full-size inputs to 256^2 training shards, for 8-bit JPEG
+   (MIMIC-CXR-JPG), 16-bit PNG, uncompressed 12-bit DICOM and JPEG 2000 lossless DICOM, with ``--workers``
+   decoding processes.
 
     python bench/ingest.py [--rows 200000] [--images 24] [--size 256] [--workers 2]
 """
@@ -75,7 +76,7 @@ def write_mimic(root: Path, rows: int, rng: np.random.Generator) -> None:
             "ViewPosition": rng.choice(["PA", "AP", "LATERAL", "LL", ""], rows),
             "Rows": 3056,
             "Columns": 2544,
-            "StudyDate": 21500000 + rng.integers(0, 60, rows) * 10000 + 101,
+            "StudyDate": 21500000 + rng.integers(0, 20, rows) * 10000 + 101,
             "StudyTime": 213014.531,
             "ProcedureCodeSequence_CodeMeaning": "CHEST (PA AND LAT)",
             "ViewCodeSequence_CodeMeaning": "postero-anterior",
@@ -145,10 +146,12 @@ def write_images(root: Path, kind: str, n: int) -> None:
     for i in range(n):
         pixels = dicom_files.anatomy(shape=(2500, 2048), bits=12)
         pixels = np.roll(pixels, i * 7, axis=1)
-        suffix = "png" if kind == "png16" else "dcm"
+        suffix = {"png16": "png", "jpeg8": "jpg"}.get(kind, "dcm")
         row = phantom_row(i, image=f"images/img{i:04d}.{suffix}")
         rows.append(row)
-        if kind == "png16":
+        if kind == "jpeg8":
+            Image.fromarray((pixels >> 4).astype(np.uint8)).save(root / row["image"], quality=95)
+        elif kind == "png16":
             Image.fromarray((pixels.astype(np.uint32) * 16).astype(np.uint16)).save(root / row["image"])
         else:
             syntax = "jpeg2000" if kind == "dicom-j2k" else None
@@ -194,7 +197,7 @@ def main() -> None:
                 print(f"ingest {kind:6s}: {r['rows']} rows ({r['indexed']} indexed) in {r['seconds']:.1f} s "
                       f"= {r['rows_per_s']:,.0f} rows/s")  # fmt: skip
         if args.only in (None, "preprocess"):
-            for kind in ("png16", "dicom", "dicom-j2k"):
+            for kind in ("jpeg8", "png16", "dicom", "dicom-j2k"):
                 r = bench_preprocess(kind, args.images, args.size, args.workers, tmp)
                 print(f"preprocess {kind:9s} 2500x2048 -> {args.size}^2, {args.workers} workers: "
                       f"{r['img_per_s']:.1f} img/s ({r['images']} images, "
