@@ -99,3 +99,20 @@ def test_hashed_splits_are_stable_patient_level_and_follow_fractions():
     assert ingest_module._split("test", "p1", fractions) == "test"  # official splits are kept
     limited = {ingest_module._split(("train", "validate"), p, fractions) for p in patients}
     assert limited == {"train", "validate"}
+
+
+def test_several_sources_share_one_index_and_reingest_replaces_only_one(source, tmp_path):
+    from nih_files import fixture_rows, write_nih
+
+    index_dir = tmp_path / "index"
+    ingest("phantom", source, index_dir)
+    nih = ingest("nih", write_nih(tmp_path / "nih"), index_dir, SKIP)
+    index = read_index(index_dir)
+    assert index["dataset"].value_counts().to_dict() == {"phantom": 6, "nih": nih.indexed}
+    assert nih.read == len(fixture_rows()) and index["sample_key"].is_unique
+    assert set(index["source"]) >= {"nih", "phantom_site_a"}  # the site covariate per source
+    ingest("phantom", source, index_dir)
+    again = read_index(index_dir)
+    assert len(again) == len(index) and sorted(again["sample_key"]) == sorted(index["sample_key"])
+    summary = json.loads((index_dir / "index.json").read_text())
+    assert set(summary["sources"]) == {"nih", "phantom"} and summary["rows"] == len(index)
