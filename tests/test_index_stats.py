@@ -27,3 +27,15 @@ def test_finding_positives_per_intersection(tmp_path):
     findings = stats.findings.set_index(["sex", "finding"])["positives"]
     assert findings[("male", "cardiomegaly")] == 4  # odd rows are male with cardiomegaly
     assert findings[("female", NO_FINDING)] == 4 and findings[("male", NO_FINDING)] == 0
+
+
+def test_axes_must_be_single_valued_covariates(tmp_path):
+    import pytest
+
+    from synthfair.errors import SynthfairError
+
+    index = _index(tmp_path, [phantom_row(0)])
+    with pytest.raises(SynthfairError, match="cannot intersect on 'findings'"):
+        index_stats(index, axes=("findings",))
+    with pytest.raises(SynthfairError, match="did you mean 'race'"):
+        index_stats(index, axes=("rase",))

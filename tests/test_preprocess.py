@@ -78,3 +78,22 @@ def test_another_config_in_the_same_cache_is_refused(index_dir, tmp_path):
         preprocess(index_dir, tmp_path / "cache", PreprocessConfig(size=32))
     with pytest.raises(SynthfairError, match="crop, pad or stretch"):
         PreprocessConfig(fit="zoom")
+
+
+def test_dicom_sources_go_through_with_display_intensities(tmp_path):
+    """VinDr-like DICOMs (MONOCHROME1, JPEG 2000, 12-16 bits) decoded once into 16-bit shards."""
+    from dicom_files import anatomy
+    from vindr_files import image_id, write_vindr_source
+
+    write_vindr_source(tmp_path / "vindr", n_train=4, n_test=2, shape=(32, 40))
+    ingest("vindr", tmp_path / "vindr", tmp_path / "index")
+    result = preprocess(tmp_path / "index", tmp_path / "cache", PreprocessConfig(size=16, fit="stretch"))
+    assert (result.images, result.failed) == (6, 0)
+    samples = {s["key"]: s for s in iter_cache(tmp_path / "cache")}
+    mono1 = samples[f"vindr_{image_id('train', 0)}"]  # MONOCHROME1, 12 bits
+    plain = samples[f"vindr_{image_id('train', 2)}"]  # MONOCHROME2, 12 bits, same anatomy
+    assert (mono1["meta"]["photometric"], mono1["meta"]["bits"]) == ("MONOCHROME1", 12)
+    np.testing.assert_allclose(mono1["image"], 1.0 - plain["image"], atol=2 / 65535)
+    j2k = samples[f"vindr_{image_id('train', 1)}"]  # JPEG 2000, 16 bits stored, MONOCHROME2
+    expected = fit_image(anatomy((32, 40), bits=16) / 65535.0, 16, "stretch")
+    np.testing.assert_allclose(j2k["image"], expected, atol=1 / 65535)

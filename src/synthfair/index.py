@@ -103,9 +103,9 @@ def write_source(out: str | Path, source: str, table: pa.Table, quarantine: pa.T
     out = Path(out)
     for sub in ("sources", "quarantine", "reports"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    _write_parquet(out / "sources" / f"{source}.parquet", table)
+    _write_json(out / "reports" / f"{source}.json", report)  # before the part: a part always has a report
     _write_parquet(out / "quarantine" / f"{source}.parquet", quarantine)
-    _write_json(out / "reports" / f"{source}.json", report)
+    _write_parquet(out / "sources" / f"{source}.parquet", table)
     rebuild(out)
 
 
@@ -121,7 +121,13 @@ def rebuild(out: str | Path) -> pa.Table:
     _write_parquet(out / INDEX_FILE, table)
     summary = {"schema": SCHEMA, "rows": table.num_rows, "sources": {}}
     for part in parts:
-        report = json.loads((out / "reports" / f"{part.stem}.json").read_text())
+        report_path = out / "reports" / f"{part.stem}.json"
+        if not report_path.is_file():
+            raise SynthfairError(
+                f"{part} has no ingest report ({report_path} is missing)",
+                f"re-run `synthfair ingest {part.stem} ...` into {out}, or delete {part}",
+            )
+        report = json.loads(report_path.read_text())
         summary["sources"][part.stem] = {
             "rows": report["counts"]["indexed"],
             "quarantined": report["counts"]["quarantined"],

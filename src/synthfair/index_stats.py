@@ -1,4 +1,7 @@
-"""Counts of an index: per source, and per intersection of sex x race x age group (x finding).
+"""Counts of an index: per source, and per intersection of the patient covariates (x finding).
+
+By default the intersected axes are the taxonomy's patient covariates that are not multi-label (age, sex and
+race: age in its taxonomy bins), and each finding is counted within each intersection.
 
 Intersections with fewer than ``min_count`` images are flagged: they are where a model (or a bias study) has
 too little data to say anything, and where generated counterfactuals matter most.
@@ -10,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from synthfair.errors import SynthfairError, did_you_mean
 from synthfair.index import finding_columns
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
@@ -36,7 +40,7 @@ class IndexStats:
 def index_stats(
     index: pd.DataFrame,
     taxonomy: Taxonomy | None = None,
-    axes: tuple[str, ...] = ("sex", "race", "age"),
+    axes: tuple[str, ...] | None = None,
     min_count: int = 10,
 ) -> IndexStats:
     """Count ``index`` (a DataFrame from `read_index`) per source and per intersection of ``axes``.
@@ -44,6 +48,16 @@ def index_stats(
     A continuous axis (age) is binned by its taxonomy bins; missing values form their own group, shown as
     ``(missing)``, so that every image is counted once."""
     taxonomy = taxonomy or load_taxonomy()
+    allowed = [c.name for c in taxonomy if c.kind != "multilabel"]
+    if not axes:
+        axes = tuple(n for n in taxonomy.by_group("patient") if n in allowed)
+    for axis in axes:
+        if axis not in allowed:
+            raise SynthfairError(
+                f"cannot intersect on {axis!r}{did_you_mean(axis, allowed)} (findings are counted within "
+                "each intersection)",
+                f"choose axes among {', '.join(allowed)}",
+            )
     groups = _group_labels(index, taxonomy, axes)
     full = pd.MultiIndex.from_product([_levels(taxonomy[a], groups[a]) for a in axes], names=list(axes))
     counts = groups.value_counts(dropna=False).reindex(full, fill_value=0)

@@ -132,7 +132,7 @@ class _Batch:
         self.reject(rejected)  # outside the except block: a stop error does not chain the row error
 
     def record(self, row: SourceRow, harmonizer: Harmonizer) -> dict[str, Any]:
-        key = _prefixed(self.source, row.source_id)
+        key = _prefixed(self.source, row.key or row.source_id)
         if key in self.first_seen:
             raise RowError(
                 "duplicate_id",
@@ -145,8 +145,8 @@ class _Batch:
                 f"{row.where}: image {row.image_path!r} not found under {self.root}",
                 "download the missing image, or check that --root is the release folder",
             )
-        self.first_seen[key] = row.where
         record = harmonizer.record(row)
+        self.first_seen[key] = row.where  # only once indexed: a quarantined first copy does not shadow
         record.update(
             sample_key=key,
             dataset=self.source,
@@ -182,9 +182,17 @@ class _Batch:
         )
 
     def assign_splits(self) -> list[dict[str, Any]]:
-        """Official splits kept, the rest hashed by patient; patients split across sets are quarantined."""
+        """Official splits kept; a row without one joins its patient's official split when there is exactly
+        one, else is hashed by patient; patients in several official splits are quarantined."""
+        official: dict[str, set[str]] = defaultdict(set)
+        for record in self.records:
+            if isinstance(record["split"], str):
+                official[record["patient_key"]].add(record["split"])
         splits: dict[str, set[str]] = defaultdict(set)
         for record in self.records:
+            known = official.get(record["patient_key"], set())
+            if not isinstance(record["split"], str) and len(known) == 1:
+                record["split"] = next(iter(known))
             record["split"] = _split(record["split"], record["patient_key"], self.config.split_fractions)
             splits[record["patient_key"]].add(record["split"])
         kept = []
@@ -199,7 +207,7 @@ class _Batch:
                     record["where"],
                     "split_conflict",
                     f"{record['where']}: patient {record['patient_key']!r} is in several official splits "
-                    f"{sorted(seen)}; splits must be patient-disjoint",
+                    f"{sorted(official[record['patient_key']])}; splits must be patient-disjoint",
                     "check the split file matches the image list (same release version)",
                 )
             )

@@ -20,6 +20,7 @@ depth, photometric interpretation and original size.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -232,19 +233,7 @@ class _Serial:
 def _pool(config: PreprocessConfig):
     if config.workers == 1:
         return _Serial()
-    return mp.get_context("spawn").Pool(config.workers, initializer=_init_worker, initargs=(config,))
-
-
-_CONFIG: PreprocessConfig | None = None
-
-
-def _init_worker(config: PreprocessConfig) -> None:
-    global _CONFIG
-    _CONFIG = config
-
-
-def _encode_in_worker(row: dict) -> dict:
-    return _encode(row, _CONFIG)
+    return mp.get_context("spawn").Pool(config.workers)
 
 
 def _encode(row: dict, config: PreprocessConfig) -> dict:
@@ -281,7 +270,7 @@ def _write_shard(out: Path, i: int, rows: list[dict], config: PreprocessConfig, 
     name = f"{i:06d}.tar"
     final = out / "shards" / name
     statuses = []
-    work = _encode_in_worker if config.workers > 1 else (lambda r: _encode(r, config))
+    work = functools.partial(_encode, config=config)  # picklable for the spawned workers
 
     def write(f) -> None:
         with wds.TarWriter(f, mtime=TAR_MTIME, encoder=False) as tar:

@@ -37,7 +37,7 @@ GROUPS = ("patient", "acquisition", "site")
 _TOP_KEYS = ("schema", "groups", "covariates", "graph", "sources")
 _COVARIATE_KEYS = ("kind", "group", "description", "values", "range", "unit", "bins")
 _SOURCE_KEYS = ("description", "covariates")
-_MAPPING_KEYS = ("field", "map", "missing", "default", "description")
+_MAPPING_KEYS = ("field", "map", "missing", "default", "normal", "description")
 _NO_DEFAULT = object()  # a mapping without `default:` raises on unlisted raw values
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")  # covariate and source names: also column names and key parts
 
@@ -162,6 +162,7 @@ class SourceMapping:
     taxonomy_path: str = field(default="taxonomy.yaml", repr=False)
     missing: frozenset[str] = frozenset()  # raw values (as text) that mean "missing", e.g. CheXpert's Age 0
     default: Any = field(default=_NO_DEFAULT, repr=False)  # harmonized value of unlisted raw values
+    normal: frozenset[str] = frozenset()  # multilabel: raw labels meaning "no finding" (e.g. "No Finding")
 
     def listed(self, raw: Any) -> bool:
         """Whether ``raw`` is named by the map or the ``missing`` list (not left to ``default``)."""
@@ -564,7 +565,17 @@ class _Reader:
         if not isinstance(missing, list) or not all(isinstance(m, (str, int, float)) for m in missing):
             problem = f"expected a list of raw values meaning missing, got {missing!r}"
             raise self.fail(f"{key}.missing", problem, 'write missing: ["0", "Unknown"]')
-        extra = {}
+        extra: dict[str, Any] = {}
+        if "normal" in item:
+            normal = item["normal"]
+            if covariates[name].kind != "multilabel" or not isinstance(normal, list) or raw_map is None:
+                problem = f"expected a list of raw labels of a multilabel map, got {normal!r}"
+                raise self.fail(f"{key}.normal", problem, "write normal: [No Finding] under a findings map")
+            unknown = [n for n in normal if n not in raw_map]
+            if unknown:
+                problem = f"normal labels {unknown} are not keys of the map"
+                raise self.fail(f"{key}.normal", problem, "list them under map (usually mapped to null) too")
+            extra["normal"] = frozenset(normal)
         if "default" in item:
             if raw_map is None:
                 problem = "a default needs a map (it is the value of raw values the map does not list)"

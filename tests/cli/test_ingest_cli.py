@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from source_files import phantom_row, write_phantom_source
@@ -23,7 +24,7 @@ def test_ingest_stats_preprocess(tmp_path):
 
     result = runner.invoke(app, ["index", "stats", str(index), "--min-count", "2"])
     assert result.exit_code == 0, result.output
-    assert "per intersection (sex x race x age" in result.output and "FEW" in result.output
+    assert "per intersection (age x sex x race" in result.output and "FEW" in result.output
     result = runner.invoke(app, ["index", "stats", str(index), "--json", "--axes", "sex"])
     data = json.loads(result.output)
     assert sum(r["n"] for r in data["intersections"]) == 5
@@ -38,10 +39,9 @@ def test_ingest_stats_preprocess(tmp_path):
 
 def test_bad_rows_stop_with_a_one_line_error_and_hint(tmp_path, capsys):
     write_phantom_source(tmp_path / "src", [phantom_row(0, race="martian")])
-    try:
+    with pytest.raises(SystemExit) as exit:
         run(app, ["ingest", "phantom", "--root", str(tmp_path / "src"), "--out", str(tmp_path / "i")])
-    except SystemExit as exit:
-        assert exit.code == 2
+    assert exit.value.code == 2
     err = capsys.readouterr().err
-    assert "error: metadata.csv, row 1 (line 2): unmapped raw value 'martian'" in err
+    assert "error: metadata.csv, row 1: unmapped raw value 'martian'" in err
     assert "hint: add it under sources.phantom.covariates.race.map" in err and "--on-error skip" in err

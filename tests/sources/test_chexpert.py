@@ -1,3 +1,4 @@
+import gzip
 import json
 
 import chexpert_files as cf
@@ -67,7 +68,9 @@ def test_index_rows_match_the_published_rows(tmp_path, demo):
         assert r["source_id"] == f"{cf.SMALL}/{path}"  # the published Path is the id
         patient, study = path.split("/")[1:3]
         assert r["patient_key"] == f"chexpert_{patient}" and r["study_key"] == f"chexpert_{patient}_{study}"
-        assert "." not in r["sample_key"]
+        assert r["sample_key"] == "chexpert_" + path.removesuffix(".jpg").replace(
+            "/", "-"
+        )  # no release, no .jpg
     notes = report(tmp_path / "index")["notes"]
     assert notes["demographics"].lower().endswith(demo) and notes["images_without_demographics"] == 1
     assert notes["rows"] == {"train.csv": 8, "valid.csv": 1}
@@ -177,9 +180,9 @@ def test_bad_rows_are_quarantined_and_counted(tmp_path):
     assert rep.read == rep.indexed + rep.total_quarantined == len(EXPECTED) + len(bad)
     quarantine = read_quarantine(tmp_path / "index")
     reasons = dict(zip(quarantine["where"], quarantine["reason"], strict=True))
-    assert "300" in reasons["train.csv, row 9 (line 10)"]
-    assert "first seen at train.csv, row 1" in reasons["train.csv, row 10 (line 11)"]
-    assert "'Edema' = '2.0'" in reasons["train.csv, row 12 (line 13)"]
+    assert "300" in reasons["train.csv, row 9"]
+    assert "first seen at train.csv, row 1" in reasons["train.csv, row 10"]
+    assert "'Edema' = '2.0'" in reasons["train.csv, row 12"]
     assert len(read_index(tmp_path / "index")) == rep.indexed
 
 
@@ -201,6 +204,35 @@ def test_patient_listed_twice_with_two_races(tmp_path, policy, code, indexed):
     assert rep.notes["demographics_race_conflicts"] == 1
     if policy == "missing":
         assert na(by_path(tmp_path / "index")["train/patient00003/study1/view1_frontal.jpg"]["race"]) is None
+    else:
+        reason = read_quarantine(tmp_path / "index")["reason"][0]
+        assert "patient00003 has PRIMARY_RACE values ['Asian - Historical Conv', 'White']" in reason
+        assert "(harmonized: ['asian', 'white'])" in reason
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "race", "race_raw"),
+    [  # the same race written two ways; a known race and an unknown one; a blank cell
+        (("patient00003", "Male", 41, "Asian", "Not Hispanic"), "train/patient00003", "asian", "Asian"),
+        (("patient64541", "Male", 73, "Unknown", "Unknown"), "valid/patient64541", "white", "White"),
+        (("patient00001", "Female", 68, None, None), "train/patient00001", "white", "White, Hispanic"),
+    ],
+)
+def test_patient_listed_twice_with_one_harmonized_race(tmp_path, extra, path, race, race_raw):
+    cf.write_chexpert(tmp_path / "root", demographics=[*cf.DEMOGRAPHICS, extra], demo="csv")
+    rep = ingest("chexpert", tmp_path / "root", tmp_path / "index")
+    assert rep.indexed == len(EXPECTED) and rep.notes["demographics_race_conflicts"] == 0
+    row = by_path(tmp_path / "index")[f"{path}/study1/view1_frontal.jpg"]
+    assert (row["race"], row["race_raw"]) == (race, race_raw)
+
+
+def test_patient_listed_twice_with_an_unmapped_race_is_rejected_naming_it(tmp_path):
+    demo = [*cf.DEMOGRAPHICS, ("patient00003", "Male", 41, "Martian", "Not Hispanic")]
+    cf.write_chexpert(tmp_path / "root", demographics=demo, demo="csv")
+    rep = ingest("chexpert", tmp_path / "root", tmp_path / "index", SKIP)
+    assert rep.quarantined == {"unmapped_value": 1} and rep.notes["demographics_race_conflicts"] == 0
+    quarantine = read_quarantine(tmp_path / "index")
+    assert "'Martian'" in quarantine["reason"][0] and "PRIMARY_RACE=Martian" in quarantine["fields"][0]
 
 
 def test_missing_column_names_file_and_column(tmp_path):
@@ -227,6 +259,7 @@ def test_plus_renames_columns_and_uses_png_siblings(tmp_path):
     assert first["image_path"] == "PNG/PNG/train/patient00001/study1/view1_frontal.png"
     assert (first["sex"], first["age"], first["race"], first["view"]) == ("female", 68, "white", "AP")
     assert first["patient_key"] == "chexpert_patient00001" and first["split"] == "train"
+    assert first["sample_key"] == "chexpert_train-patient00001-study1-view1_frontal"  # as in v1.0
     assert na(first["findings.edema"]) is None and na(first["findings_raw"]) is None  # no labels: missing
     lateral = rows["train/patient00002/study1/view2_lateral.jpg"]
     assert (lateral["view"], lateral["race"]) == ("LATERAL", "black")
@@ -248,3 +281,10 @@ def test_plus_unknown_split_is_rejected(tmp_path):
     rep = ingest("chexpert", tmp_path / "plus", tmp_path / "index", SKIP)
     assert rep.indexed == 3 and rep.quarantined == {"invalid_value": 1}
     assert "split 'test'" in read_quarantine(tmp_path / "index")["reason"][0]
+
+
+def test_plus_unreadable_csv_names_the_file(tmp_path):
+    csv = cf.write_plus(tmp_path / "plus") / "df_chexpert_plus_240401.csv"
+    csv.write_bytes(gzip.compress(csv.read_bytes()))  # a compressed copy under the plain name
+    with pytest.raises(SourceError, match="cannot read .*df_chexpert_plus_240401.csv"):
+        ingest("chexpert", tmp_path / "plus", tmp_path / "index")

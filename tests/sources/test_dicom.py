@@ -40,6 +40,16 @@ def test_monochrome1_is_the_inverse_of_monochrome2(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("photometric", "shape", "inverted"),
+    [("MONOCHROME2", "INVERSE", True), ("MONOCHROME2", "IDENTITY", False), ("MONOCHROME1", "INVERSE", True)],
+)
+def test_presentation_lut_shape_inverse_inverts_once(tmp_path, photometric, shape, inverted):
+    out = decode(tmp_path, photometric=photometric, extra={"PresentationLUTShape": shape})
+    expected = 1.0 - ANATOMY / 4095 if inverted else ANATOMY / 4095
+    np.testing.assert_allclose(out.image, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
     "rescale, expected",
     [
         ((2.0, -100.0), ANATOMY / 4095),  # the range follows the rescale: -100 .. 8090

@@ -82,3 +82,24 @@ def test_errors_name_value_place_and_taxonomy_entry():
     assert err.value.code == "invalid_value"
     with pytest.raises(SynthfairError, match="no section sources.nowhere"):
         Harmonizer(TAXONOMY, "nowhere")
+
+
+def test_a_normal_study_stays_negative_when_unmentioned_means_missing():
+    policy = FindingsPolicy(unmentioned="missing")
+    normal = Harmonizer(TAXONOMY, "chexpert", policy).record(_row({"No Finding": 1.0, "Edema": None}))
+    assert normal["findings.edema"] == 0 and normal["findings.cardiomegaly"] == 0
+    other = Harmonizer(TAXONOMY, "chexpert", policy).record(_row({"No Finding": None, "Edema": None}))
+    assert other["findings.edema"] is None
+
+
+def test_normal_labels_must_be_map_keys():
+    import copy
+
+    from synthfair.config import read_yaml
+    from synthfair.errors import TaxonomyError
+    from synthfair.taxonomy import Taxonomy
+
+    data = copy.deepcopy(read_yaml(TAXONOMY.path))
+    data["sources"]["nih"]["covariates"]["findings"]["normal"] = ["Normal"]
+    with pytest.raises(TaxonomyError, match=r"normal labels \['Normal'\] are not keys of the map"):
+        Taxonomy.from_dict(data)

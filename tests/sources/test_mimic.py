@@ -2,7 +2,7 @@ import json
 
 import pandas as pd
 import pytest
-from mimic_files import fixture_rows, image_path, write_csv, write_mimic
+from mimic_files import fixture_rows, image, image_path, write_csv, write_mimic
 
 from synthfair.errors import SynthfairError
 from synthfair.index import read_index, read_quarantine
@@ -47,6 +47,7 @@ def test_ingest_harmonizes_every_image(tmp_path, variant, gz):
     assert pa["image_path"] == image_path(fixture_rows().metadata[0])
     assert pa["image_path"].startswith("files/p10/p10000032/s50414267/")
     assert (pa["patient_key"], pa["study_key"]) == ("mimic_10000032", "mimic_50414267")
+    assert pa["sample_key"] == f"mimic_p10000032_s50414267_{IDS[0]}"  # the image's folders and name
     assert lateral["study_key"] == pa["study_key"] and ap["study_key"] == "mimic_53189527"
     for row in (pa, lateral):  # the study's labels on both images; Edema -1.0 -> uncertain, negative
         assert (row["findings.pleural_effusion"], row["findings.edema"], row["uncertain.edema"]) == (1, 0, 1)
@@ -124,6 +125,57 @@ def test_image_without_split_row_is_hashed_by_patient(tmp_path):
     report = ingest("mimic", write_mimic(tmp_path / "src", rows), tmp_path / "index", SKIP)
     assert report.notes["images_without_split"] == 1 and report.indexed == 7
     assert by_id(tmp_path / "index").loc[IDS[6], "split"] in ("train", "validate", "test")
+
+
+def test_image_without_split_row_joins_its_patients_official_split(tmp_path):
+    rows = fixture_rows()
+    meta, _ = image("10000898", "59999999", 1, "PA", "21540101", "test")  # a second study, not in split.csv
+    rows.metadata.append(meta)
+    report = ingest("mimic", write_mimic(tmp_path / "src", rows), tmp_path / "index", SKIP)
+    assert report.notes["images_without_split"] == 1 and report.indexed == 8
+    index = by_id(tmp_path / "index")
+    assert index.loc[IDS[4], "split"] == index.loc[meta["dicom_id"], "split"] == "test"
+
+
+@pytest.mark.parametrize(("table", "i", "note"), [("chexpert", 2, "labels"), ("split", 0, "split")])
+def test_identical_duplicate_rows_are_dropped_before_joining(tmp_path, table, i, note):
+    root = write_mimic(tmp_path / "src")
+    expected = read_index_of(ingest("mimic", root, tmp_path / "once", SKIP))
+    rows = fixture_rows()
+    getattr(rows, table).append(dict(getattr(rows, table)[i]))
+    report = ingest("mimic", write_mimic(tmp_path / "src", rows), tmp_path / "twice", SKIP)
+    check(report, 8, 7, {"race_conflict": 1})  # the study's images are not read twice
+    assert report.notes[f"{note}_duplicate_rows"] == 1
+    pd.testing.assert_frame_equal(read_index_of(report), expected)
+
+
+def read_index_of(report):
+    return read_index(report.out).drop(columns=["image_root"]).reset_index(drop=True)
+
+
+CHEXPERT_KEY = "(subject_id, study_id) = ('10000764', '57375967')"
+
+
+@pytest.mark.parametrize(
+    ("table", "i", "edit", "words"),
+    [
+        (
+            "chexpert",
+            2,
+            {"Edema": "0.0"},
+            ["chexpert.csv.gz: rows 1, 4", CHEXPERT_KEY, "Edema ['0.0', None]"],
+        ),
+        ("split", 3, {"split": "test"}, ["split.csv.gz: rows 1, 5", "(dicom_id, study_id, subject_id) = ("]),
+    ],
+)
+def test_conflicting_duplicate_rows_name_file_key_and_rows(tmp_path, table, i, edit, words):
+    rows = fixture_rows()
+    getattr(rows, table).insert(0, getattr(rows, table)[i] | edit)  # data row 1, the original is row i + 2
+    root = write_mimic(tmp_path / "src", rows, images=False)
+    with pytest.raises(SourceError) as err:
+        ingest("mimic", root, tmp_path / "index", SKIP)
+    for word in [*words, "as published"]:
+        assert word in str(err.value)
 
 
 def test_unmapped_race_names_value_admissions_row_and_taxonomy_entry(tmp_path):

@@ -41,7 +41,7 @@ def test_ingest_harmonizes_every_image(tmp_path, variant, layout):
     first = index.loc["00000001_000.png"]
     image_dir = "images" if layout == "box" else "images_001/images"
     assert (first["image_path"], first["patient_key"]) == (f"{image_dir}/00000001_000.png", "nih_1")
-    assert pd.isna(first["study_key"]) and first["sample_key"] == "nih_00000001_000-png"
+    assert pd.isna(first["study_key"]) and first["sample_key"] == "nih_00000001_000"
     assert (first["age"], first["age_raw"], first["sex"], first["sex_raw"]) == (57.0, "57", "male", "M")
     assert (first["view"], first["view_raw"]) == ("PA", "PA")
     assert first["findings.cardiomegaly"] == 1 and all(first[f"findings.{x}"] == 0 for x in COVERED[2:])
@@ -113,13 +113,22 @@ def test_image_in_both_split_lists_is_quarantined(tmp_path):
     assert "both test_list.txt and train_val_list.txt" in read_quarantine(tmp_path / "index")["reason"][0]
 
 
-def test_ages_with_a_unit_are_read_as_years(tmp_path):
+@pytest.mark.parametrize(("raw", "age"), [("057Y", 57.0), ("006M", 0.5), ("026W", 26 / 52.1775)])
+def test_ages_with_a_unit_are_read_as_years(tmp_path, raw, age):
     rows = fixture_rows()
-    rows[0][4] = "057Y"  # some copies of the original file
+    rows[0][4] = raw  # some copies of the original file write DICOM age strings
     report = ingest("nih", write_nih(tmp_path / "src", rows), tmp_path / "index")
     assert report.notes["ages_with_unit"] == 1
     first = by_id(tmp_path / "index").loc["00000001_000.png"]
-    assert (first["age"], first["age_raw"]) == (57.0, "057Y")
+    assert (first["age"], first["age_raw"]) == (pytest.approx(age), raw)
+
+
+def test_malformed_age_string_is_quarantined(tmp_path):
+    rows = fixture_rows()
+    rows[0][4] = "57Y"  # not a DICOM age string (three digits) nor a number
+    report = ingest("nih", write_nih(tmp_path / "src", rows), tmp_path / "index", SKIP)
+    check(report, 7, 6, {"invalid_value": 1})
+    assert "'57Y' is not a number" in read_quarantine(tmp_path / "index")["reason"][0]
 
 
 def _rows_with(i, column, value):

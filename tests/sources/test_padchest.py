@@ -9,6 +9,7 @@ from PIL import Image
 from synthfair.errors import SynthfairError
 from synthfair.index import read_index, read_quarantine
 from synthfair.ingest import IngestConfig, ingest
+from synthfair.sources.readers import read_image
 from synthfair.sources.records import SPLITS, SourceError
 
 SKIP = IngestConfig(on_error="skip")
@@ -107,6 +108,7 @@ def test_excluded_rows_are_quarantined_with_their_reason(tmp_path):
     assert "'exclude'" in quarantine.loc[stem(3), "reason"] and "row 4" in quarantine.loc[stem(3), "where"]
     assert "Projection is EXCLUDE" in quarantine.loc[stem(4), "reason"]
     assert "ImageID=" + pf.ROWS[3]["ImageID"] in quarantine.loc[stem(3), "fields"]
+    assert "BitsStored_DICOM=12" in quarantine.loc[stem(3), "fields"]  # the DICOM's depth, kept raw
 
 
 def test_rows_the_source_excludes_are_quarantined_even_with_on_error_stop(tmp_path):
@@ -114,14 +116,16 @@ def test_rows_the_source_excludes_are_quarantined_even_with_on_error_stop(tmp_pa
     assert rep.quarantined == {"excluded_by_source": 2}
 
 
-def test_images_stay_16_bit_on_disk(tmp_path):
-    pf.write_padchest(tmp_path / "root")
-    path = tmp_path / "root" / "0" / pf.ROWS[0]["ImageID"]
-    head = path.read_bytes()[:26]
-    assert head[12:16] == b"IHDR" and head[24] == 16 and head[25] == 0  # bit depth 16, grayscale
+def test_images_are_read_on_the_16_bit_scale(tmp_path):
+    ingest_fixture(tmp_path)
+    row = by_id(tmp_path / "index")[stem(0)]
+    path = tmp_path / "root" / row["image_path"]
     with Image.open(path) as im:
         pixels = np.asarray(im)
-    assert im.mode == "I;16" and pixels.dtype == np.uint16 and pixels.max() == 4095
+    assert im.mode == "I;16" and pixels.max() == 4095  # a 12-bit image in a 16-bit PNG, as published
+    decoded = read_image(path)
+    assert (decoded.bits, decoded.format) == (16, "png")
+    np.testing.assert_allclose(decoded.image, pixels / 65535, rtol=0, atol=1e-7)  # not / 4095
 
 
 def test_missing_index_column_is_noted(tmp_path):
@@ -190,4 +194,12 @@ def test_missing_column_names_file_and_column(tmp_path):
 def test_missing_csv(tmp_path):
     (tmp_path / "root").mkdir()
     with pytest.raises(SourceError, match="PadChest labels CSV not found"):
+        ingest("padchest", tmp_path / "root", tmp_path / "index")
+
+
+def test_corrupt_csv_gz_names_the_file(tmp_path):
+    path = pf.write_padchest(tmp_path / "root", images=False)
+    path.with_name(pf.CSV + ".gz").write_bytes(path.read_bytes()[:200])  # not gzip data: BadGzipFile
+    path.unlink()
+    with pytest.raises(SourceError, match=f"cannot read .*{pf.CSV}.gz"):
         ingest("padchest", tmp_path / "root", tmp_path / "index")

@@ -1,4 +1,4 @@
-"""`synthfair index stats INDEX_DIR`: counts per source and per intersection of sex x race x age group."""
+"""`synthfair index stats INDEX_DIR`: counts per source and per intersection of the patient covariates."""
 
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ app = typer.Typer(no_args_is_help=True, help="Inspect a harmonized index.")
 def stats(
     index_dir: Annotated[Path, typer.Argument(help="The index directory (from `synthfair ingest`).")],
     min_count: Annotated[int, typer.Option(help="Flag intersections with fewer images than this.")] = 10,
-    axes: Annotated[str, typer.Option(help="Comma-separated covariates to intersect.")] = "sex,race,age",
+    axes: Annotated[
+        str, typer.Option(help="Comma-separated covariates to intersect (default: the patient covariates).")
+    ] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Print counts per source and per intersection (small ones flagged), and finding positives."""
-    result = index_stats(read_index(index_dir), axes=tuple(axes.split(",")), min_count=min_count)
+    chosen = tuple(a.strip() for a in axes.split(",") if a.strip())
+    result = index_stats(read_index(index_dir), axes=chosen or None, min_count=min_count)
     if as_json:
         tables = {"by_source": result.by_source, "intersections": result.intersections}
         tables["findings"] = result.findings

@@ -16,7 +16,7 @@
    - no VOI:            the stored range (0 .. 2**BitsStored - 1, or signed) through the rescale, or
                         0 .. 2**n - 1 for a Modality LUT Sequence;
 
-5. MONOCHROME1 is inverted (1 - x): windowing does not do it.
+5. MONOCHROME1, or a Presentation LUT Shape of INVERSE, is inverted (1 - x) once: windowing does not do it.
 
 Colour images (RGB, YBR_*) become luminance divided by 2**BitsStored - 1; VOI does not apply to them.
 
@@ -72,9 +72,16 @@ def decode(source: str | Path | Dataset) -> Decoded:
         raise ImageReadError(
             f"{path}: cannot apply the DICOM modality/VOI transforms: {err}", REDOWNLOAD
         ) from err
-    if photometric == "MONOCHROME1":
+    if _inverted(ds, photometric):
         image = 1.0 - image
     return Decoded(np.clip(image, 0.0, 1.0).astype(np.float32), bits, "dicom", photometric, path)
+
+
+def _inverted(ds: Dataset, photometric: str) -> bool:
+    """Whether display inverts the values: MONOCHROME1 (windowing does not invert it), or a Presentation LUT
+    Shape of INVERSE. The DX standard pairs MONOCHROME1 with INVERSE: that is one inversion, not two."""
+    shape = str(ds.get("PresentationLUTShape", "")).strip().upper()
+    return photometric == "MONOCHROME1" or shape == "INVERSE"
 
 
 def read_header(path: str | Path) -> Dataset:

@@ -121,7 +121,9 @@ class Harmonizer:
             covered = (
                 set(labels) if mapping.map is None else {v for v in mapping.map.values() if v is not None}
             )
+        normal = False  # a positive "no finding" label: unmentioned labels are negative
         if mapping is not None and row.findings is not None:
+            normal = any(row.findings.get(n) == 1.0 for n in mapping.normal)
             for raw_label, state in row.findings.items():
                 label = self._mapped(mapping, raw_label, row.where, check=False)
                 if label is not None and label not in states:
@@ -135,7 +137,7 @@ class Harmonizer:
         out: dict[str, Any] = {}
         for label in labels:
             known = label in covered and row.findings is not None
-            value, uncertain = self._resolve(states[label]) if known else (None, 0)
+            value, uncertain = self._resolve(states[label], normal) if known else (None, 0)
             out[f"{name}.{label}"] = value
             out[f"uncertain.{label}"] = uncertain if known else None
         raw = None
@@ -144,13 +146,14 @@ class Harmonizer:
         out[f"{name}_raw"] = raw
         return out
 
-    def _resolve(self, states: list[float | None]) -> tuple[int | None, int]:
-        """Positive beats uncertain beats negative beats not mentioned; a label absent from a list is 0."""
+    def _resolve(self, states: list[float | None], normal: bool) -> tuple[int | None, int]:
+        """Positive beats uncertain beats negative beats not mentioned; a label absent from a list is 0, and
+        so is an unmentioned one when the image is labelled normal."""
         if 1.0 in states:
             return 1, 0
         if -1.0 in states:
             return UNCERTAIN_POLICIES[self.policy.uncertain], 1
-        if 0.0 in states or not states:
+        if 0.0 in states or not states or normal:
             return 0, 0
         return UNCERTAIN_POLICIES[self.policy.unmentioned], 0
 

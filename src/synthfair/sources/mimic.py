@@ -14,7 +14,10 @@ patient folders of the image tree; which files were used is recorded in the note
   below the root are an error too (which one to use would be a guess).
 
 Joins: metadata ⨝ split on (dicom_id, study_id, subject_id); chexpert labels on (subject_id, study_id), so
-every image of a study gets the study's labels; patients on subject_id; admissions per subject_id.
+every image of a study gets the study's labels; patients on subject_id; admissions per subject_id. Before
+joining, exact duplicate rows of the split and label files are dropped (counted as ``split_duplicate_rows``
+and ``labels_duplicate_rows``); two rows with the same key but different values are an error naming the
+file, the key and the rows. So every metadata row is one image, read once.
 
 Covariates (mapped by taxonomy.yaml ``sources.mimic``):
 - age = anchor_age + (StudyDate // 10000) - anchor_year, computed here (``derived``); anchor_age, anchor_year
@@ -28,9 +31,11 @@ Covariates (mapped by taxonomy.yaml ``sources.mimic``):
   order); none -> missing.
 
 Policies:
-- ids: source_id = dicom_id; patient_id = subject_id; study_id = study_id (as published text).
+- ids: source_id = dicom_id; patient_id = subject_id; study_id = study_id (as published text); the sample
+  key is ``mimic_p{subject_id}_s{study_id}_{dicom_id}``, the image's folders and name.
 - split: the official split (train / validate / test). An image absent from the split file gets no split
-  (ingest hashes its patient) and is counted; an unknown split value rejects the image (``invalid_value``).
+  (counted) and ingest gives it its patient's official split, or hashes the patient if it has none; an
+  unknown split value rejects the image (``invalid_value``).
 - labels: 1.0 / 0.0 / -1.0 / blank per label column; a study without a chexpert row -> findings None
   (missing, not negative), counted; a bad label cell rejects that image only (``invalid_value``).
 - a subject without a patients row is kept with sex and age missing (its images and labels are still
@@ -72,6 +77,7 @@ from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 PREFIX = "mimic-cxr-2.0.0-"
 IDS = ("dicom_id", "study_id", "subject_id")
+STUDY = ("subject_id", "study_id")  # the chexpert labels' key
 META_COLUMNS = (*IDS, "ViewPosition", "StudyDate")
 LABELS = (
     "Atelectasis",
@@ -168,6 +174,7 @@ def _row(values: tuple, join: _Join) -> SourceRow | Rejected:
         return Rejected(dicom, where, err.code, err.message, err.hint, fields)
     return SourceRow(
         source_id=dicom,
+        key=f"p{subject}_s{study}_{dicom}",
         patient_id=subject,
         image_path=f"{join.prefix}files/p{subject[:2]}/p{subject}/s{study}/{dicom}.jpg",
         where=where,
@@ -223,19 +230,41 @@ def _age(anchor_age: Any, anchor_year: Any, study_date: Any, where: str) -> floa
 
 
 def _images(metadata: Path, split: Path, labels: Path, notes: dict[str, Any]) -> pd.DataFrame:
-    """Metadata rows (in file order) with their split and the row of their study's chexpert labels."""
+    """Metadata rows (in file order) with their split and the row of their study's chexpert labels; the
+    split and label tables are made unique on the join keys first, so the joins never add rows."""
     meta = read_table(metadata, required=META_COLUMNS)
     splits = read_table(split, required=(*IDS, "split"))
     studies = read_table(labels, required=("subject_id", "study_id", *LABELS))
     notes["rows"] = {p.name: len(t) for p, t in ((metadata, meta), (split, splits), (labels, studies))}
+    splits = _unique(splits[[*IDS, "split"]], IDS, split, notes, "split_duplicate_rows")
+    studies = _unique(studies[[*STUDY, *LABELS]], STUDY, labels, notes, "labels_duplicate_rows")
     notes["split_rows_without_image"] = len(splits) - int(splits["dicom_id"].isin(meta["dicom_id"]).sum())
     meta = meta[list(META_COLUMNS)].assign(_row=range(len(meta)))
-    studies = studies[["subject_id", "study_id", *LABELS]].assign(_label_row=range(len(studies)))
-    table = meta.merge(splits[[*IDS, "split"]], how="left", on=list(IDS))
-    table = table.merge(studies, how="left", on=["subject_id", "study_id"])
+    studies = studies.assign(_label_row=studies.index)  # the data row in the labels file, for messages
+    table = meta.merge(splits, how="left", on=list(IDS))
+    table = table.merge(studies, how="left", on=list(STUDY))
     merged = ["split", "_label_row", *LABELS]  # NaN where the image has no split or label row
     table[merged] = table[merged].astype(object).where(table[merged].notna(), None)
     return table
+
+
+def _unique(table: pd.DataFrame, key: tuple[str, ...], path: Path, notes: dict, note: str) -> pd.DataFrame:
+    """``table`` without its exact duplicate rows (counted as ``notes[note]``); rows that share ``key`` but
+    differ elsewhere raise `SourceError` naming the file, the key and the rows (which to join is a guess)."""
+    copies = table.duplicated()
+    notes[note] = int(copies.sum())
+    table = table[~copies]
+    clashing = table[table.duplicated(subset=list(key), keep=False)]
+    if clashing.empty:
+        return table
+    keys = list(clashing[list(key)].itertuples(index=False, name=None))
+    same = clashing[[k == keys[0] for k in keys]]
+    rows = ", ".join(str(i + 1) for i in same.index)  # data rows, as `at_row` counts them
+    differ = "; ".join(f"{c} {list(same[c])}" for c in same.columns if len(set(same[c])) > 1)
+    raise SourceError(
+        f"{path}: rows {rows} have the same ({', '.join(key)}) = {keys[0]} but different values: {differ}",
+        f"use {path.name} as published (compare with the release's SHA256SUMS)",
+    )
 
 
 def _demographics(root: Path, notes: dict[str, Any], taxonomy: Taxonomy) -> tuple[dict, str, dict[str, Race]]:

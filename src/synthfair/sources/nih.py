@@ -19,15 +19,16 @@ view from ``View Position``. Findings: ``Finding Labels`` split on ``|``, each l
 is a label the taxonomy maps to nothing, so every covered finding is negative.
 
 Policies:
-- ids: source_id = ``Image Index`` (e.g. ``00000001_000.png``); patient_id = ``Patient ID`` as published;
-  no study id.
+- ids: source_id = ``Image Index`` as published (e.g. ``00000001_000.png``); the sample key drops the
+  ``.png`` (``nih_00000001_000``); patient_id = ``Patient ID`` as published; no study id.
 - split: with the lists, test_list -> "test" and train_val_list -> "train" or "validate" (ingest picks by
   patient hash); an image in both lists is rejected (``split_conflict``), one in neither gets no split
   (hashed over all three, counted). Without the lists every image is hashed by patient. Only one of the two
   lists present is an error.
 - age: the number as published; ages above the taxonomy range (the original file has a few > 100, e.g. 148,
   412) are quarantined by the harmonizer (``invalid_value``). Copies of the original file that write ages as
-  ``058Y`` are read as DICOM age strings (Y, M, W, D), counted as ``ages_with_unit``.
+  ``058Y`` are read as DICOM age strings (three digits and Y, M, W or D) by `dicom.parse_age`, counted
+  as ``ages_with_unit``; any other text is rejected by the harmonizer (``invalid_value``).
 - an image not in the folders gets the path ``images/<name>`` (so ingest reports it as ``image_missing``);
   with ``check_images`` on and no image folder at all, the whole source is an error.
 - a blank ``Finding Labels`` cell -> findings None (missing, not negative).
@@ -46,6 +47,7 @@ from typing import Any
 
 import pandas as pd
 
+from synthfair.sources.dicom import parse_age
 from synthfair.sources.records import (
     Rejected,
     SourceError,
@@ -74,8 +76,6 @@ COLUMNS = ("Image Index", "Finding Labels", "Follow-up #", "Patient ID", *FIELDS
 OTHER_FIELDS = (*FIELDS, *RENAMED.values())  # kept in SourceRow.fields
 SPLIT_LISTS = (("test_list.txt", ("test",)), ("train_val_list.txt", ("train", "validate")))
 _TRAILING = re.compile(r"Unnamed: \d+\Z")
-_AGE_WITH_UNIT = re.compile(r"\s*(\d{1,3})([DWMY])\s*\Z")
-_YEARS_PER = {"Y": 1.0, "M": 12.0, "W": 52.18, "D": 365.25}
 
 
 def read(
@@ -120,13 +120,14 @@ def _row(i: int, name: Any, labels: Any, patient: Any, fields: dict, files: _Fil
         return Rejected(name, where, "split_conflict", message, hint, fields)
     files.counts["images_in_no_split_list"] += files.splits is not None and split is None
     derived = {}
-    age = _AGE_WITH_UNIT.match(str(fields["Patient Age"] or ""))
-    if age:
-        derived["age"] = int(age[1]) / _YEARS_PER[age[2]]
+    age = _age_with_unit(fields["Patient Age"])
+    if age is not None:
+        derived["age"] = age
         files.counts["ages_with_unit"] += 1
     positives = [label.strip() for label in str(labels or "").split("|") if label.strip()]
     return SourceRow(
         source_id=name,
+        key=name.removesuffix(".png"),
         patient_id=patient,
         image_path=files.images.get(name, f"images/{name}"),
         where=where,
@@ -135,6 +136,13 @@ def _row(i: int, name: Any, labels: Any, patient: Any, fields: dict, files: _Fil
         split=split,
         derived=derived,
     )
+
+
+def _age_with_unit(raw: Any) -> float | None:
+    """Years from a DICOM age string (``058Y``); None for a bare number (read by the harmonizer as it is)
+    and for anything else (the harmonizer then rejects it as not a number)."""
+    text = str(raw or "").strip()
+    return None if text.isdigit() else parse_age(text)
 
 
 def _data_entry(path: Path, notes: dict[str, Any]) -> pd.DataFrame:

@@ -7,7 +7,9 @@ Files read (``--root`` is the download folder):
   first column has an empty header (``Unnamed: 0`` when read); it is skipped, and its absence is noted.
   Only the columns below are read (the file also holds the reports).
 - images ``<ImageDir>/<ImageID>``: 16-bit grayscale PNGs in folders ``0/`` ... ``50/`` named by ``ImageDir``
-  (written ``0`` or ``0.0``; normalized to ``0``).
+  (written ``0`` or ``0.0``; normalized to ``0``). They are read as stored and scaled by the 16-bit maximum
+  (pixel / 65535), as torchxrayvision does, not by the DICOM's bit depth: the CSV's ``BitsStored_DICOM``
+  (often 12) describes the original DICOM, and is kept raw in the fields only.
 
 Covariates (mapped by taxonomy.yaml ``sources.padchest``): sex from ``PatientSex_DICOM``, view from
 ``Projection`` (AP_horizontal, a supine AP, -> AP; L -> LATERAL), device from ``Manufacturer_DICOM`` (kept
@@ -42,15 +44,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from synthfair.sources.records import (
     Rejected,
     RowError,
     SourceRow,
     at_row,
     blank_to_none,
-    check_columns,
     find_file,
     read_table,
     rejection,
@@ -66,7 +65,14 @@ CSV_NAMES = (
 )
 INDEX_COLUMN = "Unnamed: 0"  # pandas' name for the empty header cell of the written index
 IDS = ("ImageID", "ImageDir", "PatientID", "StudyID")
-FIELDS = ("PatientBirth", "StudyDate_DICOM", "PatientSex_DICOM", "Projection", "Manufacturer_DICOM")
+FIELDS = (
+    "PatientBirth",
+    "StudyDate_DICOM",
+    "PatientSex_DICOM",
+    "Projection",
+    "Manufacturer_DICOM",
+    "BitsStored_DICOM",  # kept raw: the PNGs are read on the 16-bit scale whatever it says
+)
 COLUMNS = (*IDS, *FIELDS, "Labels")
 DROPPED = frozenset({"suboptimal study", "unchanged"})  # remarks about the study, not findings
 EXCLUDE = "exclude"
@@ -77,8 +83,7 @@ def read(
     root: Path, config: Any, notes: dict[str, Any], taxonomy: Taxonomy | None = None
 ) -> Iterator[SourceRow | Rejected]:
     path = find_file(root, CSV_NAMES, "PadChest labels CSV")
-    header = pd.read_csv(path, nrows=0)
-    check_columns(header, COLUMNS, path)
+    header = read_table(path, required=COLUMNS, nrows=0)
     notes["labels_file"] = path.name
     notes["index_column"] = "present" if header.columns[0] == INDEX_COLUMN else "absent"
     table = read_table(path, usecols=list(COLUMNS))

@@ -15,6 +15,7 @@ raises `SourceError` at once.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ class SourceRow:
     split: str | tuple[str, ...] | None = None  # official split, or the splits a hashed split may choose
     derived: Mapping[str, Any] = field(default_factory=dict)  # covariate -> value the adapter computed
     study_id: str | None = None
+    key: str | None = None  # the sample key's id part when it should differ from source_id (no extension)
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,9 @@ def key_part(text: str) -> str:
 
 
 def at_row(path: Path, index: int) -> str:
-    """The location of data row ``index`` (0-based) of a file with one header line, as a person counts."""
-    return f"{path.name}, row {index + 1} (line {index + 2})"
+    """The location of data row ``index`` (0-based), as a person counts rows below the header. (Not a line
+    number: quoted fields may hold newlines, as CheXpert Plus's reports do.)"""
+    return f"{path.name}, row {index + 1}"
 
 
 def blank_to_none(value: Any) -> Any:
@@ -121,7 +124,7 @@ def read_table(path: Path, required: Iterable[str] = (), **kwargs: Any) -> pd.Da
             table = pd.read_excel(path, dtype=str, engine="openpyxl", **kwargs)
         else:
             table = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], **kwargs)
-    except (OSError, ValueError, pd.errors.ParserError) as err:
+    except (OSError, EOFError, ValueError, zlib.error, pd.errors.ParserError) as err:  # gz: EOF, zlib errors
         raise SourceError(
             f"cannot read {path}: {err}", "check the file is complete (compare with the release's SHA256SUMS)"
         ) from None
