@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from synthfair.sources.records import (
+    CHEXPERT_LABELS,
     Rejected,
     RowError,
     SourceError,
@@ -54,22 +55,7 @@ from synthfair.sources.records import (
 from synthfair.taxonomy import Taxonomy
 
 SPREADSHEETS = ("master_spreadsheet_update.csv", "master_spreadsheet.csv")  # 1.1.0 first
-LABELS = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Lesion",
-    "Lung Opacity",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
+LABELS = CHEXPERT_LABELS  # label columns, read by name
 FIELDS = ("PatientSex", "PatientAge", "ViewPosition", "Manufacturer")  # raw fields named in taxonomy.yaml
 REQUIRED = ("PatientID", "AccessionNumber", *FIELDS, *LABELS)
 PATHS = ("PngPath", "DicomPath")  # preference order

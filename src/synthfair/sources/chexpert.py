@@ -52,6 +52,7 @@ from typing import Any
 
 from synthfair.errors import TaxonomyError
 from synthfair.sources.records import (
+    CHEXPERT_LABELS,
     Rejected,
     RowError,
     SourceError,
@@ -67,22 +68,7 @@ from synthfair.taxonomy import SourceMapping, Taxonomy, load_taxonomy
 
 RELEASES = ("CheXpert-v1.0-small", "CheXpert-v1.0")
 FIELDS = ("Sex", "Age", "Frontal/Lateral", "AP/PA")
-LABELS = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
+LABELS = CHEXPERT_LABELS  # label columns, read by name
 SPLIT_FILES = (("train.csv", "train"), ("valid.csv", "validate"))
 DEMO_NAME = re.compile(r"chexpert[ _-]?demo.*\.(xlsx|csv|csv\.gz)\Z", re.IGNORECASE)
 DEMO_COLUMNS = ("PATIENT", "PRIMARY_RACE", "ETHNICITY")

@@ -63,6 +63,7 @@ import pandas as pd
 
 from synthfair.errors import TaxonomyError
 from synthfair.sources.records import (
+    CHEXPERT_LABELS,
     SPLITS,
     Rejected,
     RowError,
@@ -79,22 +80,7 @@ PREFIX = "mimic-cxr-2.0.0-"
 IDS = ("dicom_id", "study_id", "subject_id")
 STUDY = ("subject_id", "study_id")  # the chexpert labels' key
 META_COLUMNS = (*IDS, "ViewPosition", "StudyDate")
-LABELS = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Consolidation",
-    "Edema",
-    "Enlarged Cardiomediastinum",
-    "Fracture",
-    "Lung Lesion",
-    "Lung Opacity",
-    "No Finding",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Pneumonia",
-    "Pneumothorax",
-    "Support Devices",
-)
+LABELS = CHEXPERT_LABELS  # label columns, read by name
 PATIENT_COLUMNS = ("subject_id", "gender", "anchor_age", "anchor_year")
 RACE_COLUMNS = ("race", "ethnicity")  # MIMIC-IV v2+ / v1.0
 MIMIC_IV_DIRS = ("hosp", "core")

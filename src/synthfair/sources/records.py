@@ -26,6 +26,23 @@ import pandas as pd
 from synthfair.errors import SynthfairError, did_you_mean
 
 SPLITS = ("train", "validate", "test")
+# The CheXpert labeller's 14 observations, as the label columns of CheXpert, MIMIC-CXR-JPG and BRAX name them.
+CHEXPERT_LABELS = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Enlarged Cardiomediastinum",
+    "Fracture",
+    "Lung Lesion",
+    "Lung Opacity",
+    "No Finding",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Pneumonia",
+    "Pneumothorax",
+    "Support Devices",
+)
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
