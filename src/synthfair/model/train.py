@@ -1,0 +1,314 @@
+"""Train the image mechanism with accelerate: the same code on 2 CPU cores and on many GPUs and nodes.
+
+    runs/NAME/config.yaml                 the resolved configuration
+    runs/NAME/train.json                  taxonomy hash, package versions, data cache, seed; world size
+    runs/NAME/checkpoints/checkpoint-<step>/   accelerate state (model, optimizer, LR schedule, EMA) + ema/
+    runs/NAME/model/                      the final EMA weights as a `DiffusionModel` directory
+    runs/NAME/loss.csv, loss.png          the loss curve
+
+One step (DDPM, epsilon prediction), as in diffusers' training examples:
+
+1. draw the batch of this step: `batch_indices(step, ...)`, a pure function of (seed, step, rank);
+2. from a generator seeded by (seed, step, rank): noise, timesteps, and the condition groups to drop
+   (probability ``cond_dropout`` each, for classifier-free guidance);
+3. ``x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) noise``; loss = MSE(unet(x_t, t, cond), noise);
+4. backward, clip, optimizer and LR step; EMA update.
+
+Because nothing depends on global RNG state or on the order ranks run in, resuming from a checkpoint
+continues the exact trajectory of an uninterrupted run (tested). On CUDA, ``mixed_precision="auto"`` trains
+in bf16; under ``accelerate launch`` each process draws its own part of the global batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from accelerate import Accelerator
+from diffusers import UNet2DConditionModel
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+
+import synthfair
+from synthfair.config import config_to_dict, load_config
+from synthfair.environment import package_version
+from synthfair.errors import ConfigError, SynthfairError
+from synthfair.fileio import atomic_write
+from synthfair.model.data import CacheDataset, batch_indices
+from synthfair.model.diffusion import DiffusionModel, ModelConfig, to_model_space
+from synthfair.taxonomy import Taxonomy, load_taxonomy
+
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    steps: int = 2000  # optimizer steps
+    batch_size: int = 32  # per process; the global batch is batch_size x processes
+    learning_rate: float = 2e-4
+    lr_schedule: str = "cosine"  # diffusers.optimization names: constant, linear, cosine, ...
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999  # short CPU runs: 0.999; long GPU runs: 0.9999
+    cond_dropout: float = 0.15  # per covariate group, for classifier-free guidance
+    checkpoint_every: int = 500
+    checkpoints_total_limit: int = 3
+    mixed_precision: str = "auto"  # "auto": bf16 on CUDA, none on CPU; or "no", "fp16", "bf16"
+    split: str = "train"
+    in_memory: bool = True  # hold the decoded training images in memory (small caches)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ConfigError(
+                f"steps, batch_size and checkpoint_every must be >= 1, got {self.steps}, {self.batch_size}, "
+                f"{self.checkpoint_every}",
+                "fix the training config",
+            )
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ConfigError(f"cond_dropout {self.cond_dropout} is not in [0, 1)", "use e.g. 0.15")
+        if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
+            raise ConfigError(
+                f"mixed_precision {self.mixed_precision!r} is not auto, no, fp16 or bf16", "use auto"
+            )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    steps: int
+    resumed_from: int  # 0 when the run started fresh
+    final_loss: float
+    images_per_second: float
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    return load_config(TrainConfig, path)
+
+
+def train(
+    config: TrainConfig,
+    data: str | Path,
+    out: str | Path,
+    resume: str | None = None,
+    taxonomy: Taxonomy | None = None,
+    on_step: Callable[[int, float, float], None] | None = None,
+    stop_at: int | None = None,
+) -> TrainResult:
+    """Train on the cache ``data`` into ``out``; ``resume`` is None, "latest" or a checkpoint directory.
+
+    ``on_step(step, loss, images_per_second)`` is called on the main process after every step.
+    ``stop_at`` ends this run early at that step with a checkpoint (e.g. before a job's time limit); a later
+    ``resume="latest"`` continues the same trajectory to ``config.steps``."""
+    out = Path(out)
+    taxonomy = taxonomy or load_taxonomy()
+    accelerator = Accelerator(mixed_precision=_precision(config), cpu=not torch.cuda.is_available())
+    dataset = CacheDataset(data, split=config.split, in_memory=config.in_memory)
+    _check_size(dataset, config)
+    model = DiffusionModel.create(config.model, taxonomy, seed=config.seed)
+    unet = model.unet
+    ema = EMAModel(
+        unet.parameters(), decay=config.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config
+    )
+    optimizer = torch.optim.AdamW(
+        unet.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    schedule = get_scheduler(
+        config.lr_schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps
+    )
+    unet, optimizer, schedule = accelerator.prepare(unet, optimizer, schedule)
+    accelerator.register_for_checkpointing(ema)
+    if accelerator.is_main_process:
+        _write_run_files(out, config, data, taxonomy, accelerator.num_processes)
+    start = _resume(accelerator, out, resume)
+    losses = _read_losses(out, start)
+    seen, clock = 0, time.perf_counter()
+    end = config.steps if stop_at is None else min(stop_at, config.steps)
+    for step in range(start, end):
+        loss = _step(step, config, dataset, model, unet, optimizer, schedule, accelerator)
+        ema.step(accelerator.unwrap_model(unet).parameters())
+        loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+        seen += config.batch_size * accelerator.num_processes
+        rate = seen / max(time.perf_counter() - clock, 1e-9)
+        if accelerator.is_main_process:
+            losses.append((step + 1, loss))
+            if on_step is not None:
+                on_step(step + 1, loss, rate)
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
+            _checkpoint(accelerator, out, step + 1, ema, config, losses)
+    if accelerator.is_main_process and end == config.steps:
+        _export(out, model, ema, accelerator.unwrap_model(unet), config, losses)
+    accelerator.wait_for_everyone()
+    final = losses[-1][1] if losses else math.nan
+    return TrainResult(out, end, start, final, seen / max(time.perf_counter() - clock, 1e-9))
+
+
+def _step(step, config, dataset, model, unet, optimizer, schedule, accelerator) -> torch.Tensor:
+    rank, world = accelerator.process_index, accelerator.num_processes
+    indices = batch_indices(step, len(dataset), config.batch_size, config.seed, rank, world)
+    images, records = dataset.batch(indices)
+    x0 = to_model_space(images).to(accelerator.device)
+    generator = torch.Generator().manual_seed(_step_seed(config.seed, step, rank))
+    noise = torch.randn(x0.shape, generator=generator).to(accelerator.device)
+    t = torch.randint(0, model.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
+    drop = torch.rand(x0.shape[0], len(model.encoder.groups), generator=generator) < config.cond_dropout
+    cond = model.encoder.null(model.encoder.encode(records), drop).to(accelerator.device)
+    t = t.to(accelerator.device)
+    xt = model.scheduler.add_noise(x0, noise, t)
+    with accelerator.autocast():
+        pred = unet(xt, t, encoder_hidden_states=None, class_labels=cond).sample
+    loss = torch.nn.functional.mse_loss(pred.float(), noise)
+    accelerator.backward(loss)
+    if accelerator.sync_gradients:
+        accelerator.clip_grad_norm_(unet.parameters(), config.grad_clip)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    digest = hashlib.sha256(f"train/{seed}/{step}/{rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def _precision(config: TrainConfig) -> str:
+    if config.mixed_precision != "auto":
+        return config.mixed_precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _check_size(dataset: CacheDataset, config: TrainConfig) -> None:
+    if dataset.size != config.model.sample_size:
+        raise ConfigError(
+            f"the cache {dataset.cache} holds {dataset.size}x{dataset.size} images, the model is "
+            f"{config.model.sample_size}x{config.model.sample_size}",
+            f"preprocess with --size {config.model.sample_size}, or set model.sample_size: {dataset.size}",
+        )
+
+
+def checkpoints(out: str | Path) -> list[Path]:
+    """The run's checkpoint directories, oldest first."""
+    found = (Path(out) / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*")
+    return sorted((p for p in found if p.name[len(CHECKPOINT_PREFIX) :].isdigit()), key=_checkpoint_step)
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.name[len(CHECKPOINT_PREFIX) :])
+
+
+def _resume(accelerator: Accelerator, out: Path, resume: str | None) -> int:
+    if resume is None:
+        if checkpoints(out):
+            raise SynthfairError(
+                f"{out} already has checkpoints", "pass --resume latest to continue, or use a new --out"
+            )
+        return 0
+    if resume == "latest":
+        found = checkpoints(out)
+        if not found:
+            return 0  # nothing to resume: start fresh (so one command both starts and resumes a job)
+        path = found[-1]
+    else:
+        path = Path(resume)
+        if not path.is_dir() or not path.name.startswith(CHECKPOINT_PREFIX):
+            raise SynthfairError(
+                f"{resume} is not a checkpoint directory", "pass latest or runs/NAME/checkpoints/checkpoint-N"
+            )
+    accelerator.load_state(str(path))
+    return _checkpoint_step(path)
+
+
+def _checkpoint(accelerator, out: Path, step: int, ema: EMAModel, config: TrainConfig, losses) -> None:
+    path = out / "checkpoints" / f"{CHECKPOINT_PREFIX}{step:07d}"
+    if accelerator.is_main_process:
+        for old in checkpoints(out)[: max(0, len(checkpoints(out)) - config.checkpoints_total_limit + 1)]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        ema.save_pretrained(str(path / "ema"))
+        _write_losses(out, losses)
+
+
+def _export(out: Path, model: DiffusionModel, ema: EMAModel, unet, config: TrainConfig, losses) -> None:
+    """The final EMA weights as a `DiffusionModel` directory, and the loss curve."""
+    ema.store(unet.parameters())
+    ema.copy_to(unet.parameters())
+    final = DiffusionModel(
+        unet, model.encoder, model.scheduler, config.model, {"train": _train_record(config)}
+    )
+    final.save(out / "model")
+    ema.restore(unet.parameters())
+    _write_losses(out, losses)
+    _plot_losses(out / "loss.png", losses)
+
+
+def _train_record(config: TrainConfig) -> dict[str, Any]:
+    return {"steps": config.steps, "batch_size": config.batch_size, "seed": config.seed}
+
+
+def _write_run_files(out: Path, config: TrainConfig, data, taxonomy: Taxonomy, world: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    atomic_write(out / "config.yaml", lambda f: f.write(text.encode()))
+    manifest = Path(data) / "manifest.json"
+    record = {
+        "schema": "synthfair.train-run/1",
+        "synthfair_version": synthfair.__version__,
+        "taxonomy_sha256": taxonomy.sha256,
+        "data": str(Path(data).resolve()),
+        "data_manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        "processes": world,
+        "packages": {p: package_version(p) for p in ("torch", "diffusers", "accelerate")},
+        "config": config_to_dict(config),
+    }
+    atomic_write(out / "train.json", lambda f: f.write(json.dumps(record, indent=2, default=str).encode()))
+
+
+def _read_losses(out: Path, start: int) -> list[tuple[int, float]]:
+    path = out / "loss.csv"
+    if start == 0 or not path.is_file():
+        return []
+    with open(path) as f:
+        rows = [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f)]
+    return [r for r in rows if r[0] <= start]
+
+
+def _write_losses(out: Path, losses: list[tuple[int, float]]) -> None:
+    text = "step,loss\n" + "".join(f"{s},{v:.6g}\n" for s, v in losses)
+    atomic_write(out / "loss.csv", lambda f: f.write(text.encode()))
+
+
+def _plot_losses(path: Path, losses: list[tuple[int, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [s for s, _ in losses]
+    values = [v for _, v in losses]
+    window = max(1, len(values) // 50)
+    smooth = [sum(values[max(0, i - window + 1) : i + 1]) / min(i + 1, window) for i in range(len(values))]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(steps, values, color="0.8", linewidth=0.8, label="loss")
+    ax.plot(steps, smooth, color="C0", linewidth=1.5, label=f"mean of {window}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MSE (epsilon)")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

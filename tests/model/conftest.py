@@ -1,0 +1,24 @@
+import pytest
+from source_files import phantom_row, write_phantom_source
+
+from synthfair.ingest import ingest
+from synthfair.model.diffusion import ModelConfig
+from synthfair.model.train import TrainConfig
+from synthfair.preprocess import PreprocessConfig, preprocess
+
+TINY = ModelConfig(sample_size=16, block_out_channels=(8, 16), attention_levels=(), norm_num_groups=4)
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    """A 16x16 preprocessed cache of 24 phantom-layout images (split train / validate / test by row)."""
+    root = tmp_path_factory.mktemp("model-data")
+    write_phantom_source(root / "src", [phantom_row(i) for i in range(24)])
+    ingest("phantom", root / "src", root / "index")
+    preprocess(root / "index", root / "cache", PreprocessConfig(size=16, shard_size=10))
+    return root / "cache"
+
+
+@pytest.fixture
+def tiny_config():
+    return TrainConfig(model=TINY, steps=4, batch_size=4, checkpoint_every=2, warmup_steps=1, seed=3)

@@ -1,0 +1,50 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from synthfair.errors import SynthfairError
+from synthfair.model.diffusion import DiffusionModel
+from synthfair.model.train import checkpoints, train
+
+
+def _weights(path):
+    return load_file(path / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+def test_training_writes_checkpoints_model_and_loss_curve(cache, tiny_config, tmp_path):
+    seen = []
+    result = train(tiny_config, cache, tmp_path / "run", on_step=lambda s, loss, rate: seen.append((s, loss)))
+    assert [s for s, _ in seen] == [1, 2, 3, 4] and result.steps == 4
+    assert all(loss > 0 for _, loss in seen)
+    assert [p.name for p in checkpoints(tmp_path / "run")] == ["checkpoint-0000002", "checkpoint-0000004"]
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+    assert (tmp_path / "run" / "loss.csv").read_text().count("\n") == 5
+    record = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert record["taxonomy_sha256"] and record["processes"] == 1
+    model = DiffusionModel.load(tmp_path / "run" / "model")
+    assert model.config == tiny_config.model and model.extra["train"]["steps"] == 4
+
+
+def test_resume_continues_the_same_trajectory(cache, tiny_config, tmp_path):
+    train(tiny_config, cache, tmp_path / "whole")
+    train(tiny_config, cache, tmp_path / "parts", stop_at=2)
+    assert not (tmp_path / "parts" / "model").exists()
+    resumed = train(tiny_config, cache, tmp_path / "parts", resume="latest")
+    assert resumed.resumed_from == 2
+    whole, parts = _weights(tmp_path / "whole" / "model"), _weights(tmp_path / "parts" / "model")
+    assert whole.keys() == parts.keys()
+    for name in whole:
+        torch.testing.assert_close(whole[name], parts[name], rtol=0, atol=0)
+    assert (tmp_path / "whole" / "loss.csv").read_text() == (tmp_path / "parts" / "loss.csv").read_text()
+
+
+def test_same_seed_same_weights_and_existing_runs_are_not_overwritten(cache, tiny_config, tmp_path):
+    config = tiny_config.__class__(**{**tiny_config.__dict__, "steps": 2})
+    train(config, cache, tmp_path / "a")
+    train(config, cache, tmp_path / "b")
+    a, b = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(SynthfairError, match="already has checkpoints"):
+        train(config, cache, tmp_path / "a")
