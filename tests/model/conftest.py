@@ -1,6 +1,6 @@
 import pytest
-from source_files import phantom_row, write_phantom_source
 
+from source_files import phantom_row, write_phantom_source
 from synthfair.ingest import ingest
 from synthfair.model.diffusion import ModelConfig
 from synthfair.model.train import TrainConfig
