@@ -161,7 +161,9 @@ class DiffusionModel:
         return x
 
     def _ddim_config(self) -> dict[str, Any]:
-        return {**self.scheduler.config, "clip_sample": False, "timestep_spacing": "trailing"}
+        # "leading": the first sampling step is below t = T - 1, where the cosine schedule has alpha ~ 0 and
+        # x0 = (x - sqrt(1 - a) eps) / sqrt(a) would amplify any error in eps a thousandfold
+        return {**self.scheduler.config, "clip_sample": False, "timestep_spacing": "leading"}
 
     # -- persistence -----------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:

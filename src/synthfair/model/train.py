@@ -3,7 +3,8 @@
     runs/NAME/config.yaml                 the resolved configuration
     runs/NAME/train.json                  taxonomy hash, package versions, data cache, seed; world size
     runs/NAME/checkpoints/checkpoint-<step>/   accelerate state (model, optimizer, LR schedule, EMA) + ema/
-    runs/NAME/model/                      the final EMA weights as a `DiffusionModel` directory
+    runs/NAME/model/                      the final EMA weights as a `DiffusionModel` directory, and
+                                          model/scm/: the attribute SCM fitted on the training covariates
     runs/NAME/loss.csv, loss.png          the loss curve
 
 One step (DDPM, epsilon prediction), as in diffusers' training examples:
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 import yaml
 from accelerate import Accelerator
@@ -40,6 +42,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
 import synthfair
+from synthfair.causal.scm import AttributeSCM
 from synthfair.config import config_to_dict, load_config
 from synthfair.environment import package_version
 from synthfair.errors import ConfigError, SynthfairError
@@ -49,6 +52,7 @@ from synthfair.model.diffusion import DiffusionModel, ModelConfig, to_model_spac
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 CHECKPOINT_PREFIX = "checkpoint-"
+SCM_DIR = "scm"  # inside model/: read by synthfair.counterfactual
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ def train(
             _checkpoint(accelerator, out, step + 1, ema, config, losses)
     if accelerator.is_main_process and end == config.steps:
         _export(out, model, ema, accelerator.unwrap_model(unet), config, losses)
+        fit_scm(dataset, taxonomy, config.seed).save(out / "model" / SCM_DIR)
     accelerator.wait_for_everyone()
     final = losses[-1][1] if losses else math.nan
     return TrainResult(out, end, start, final, seen / max(time.perf_counter() - clock, 1e-9))
@@ -254,6 +259,22 @@ def _export(out: Path, model: DiffusionModel, ema: EMAModel, unet, config: Train
     ema.restore(unet.parameters())
     _write_losses(out, losses)
     _plot_losses(out / "loss.png", losses)
+
+
+def fit_scm(dataset: CacheDataset, taxonomy: Taxonomy, seed: int) -> AttributeSCM:
+    """The attribute SCM fitted on the covariates of the training images (the checkpoint's own data)."""
+    rows = []
+    for i in range(len(dataset)):
+        record = dataset.covariates(i)
+        row = {}
+        for spec in taxonomy:
+            value = record.get(spec.name)
+            if spec.kind == "multilabel":
+                row.update({f"{spec.name}.{label}": (value or {}).get(label) for label in spec.values})
+            else:
+                row[spec.name] = value
+        rows.append(row)
+    return AttributeSCM(taxonomy).fit(pd.DataFrame(rows), seed=seed)
 
 
 def _train_record(config: TrainConfig) -> dict[str, Any]:

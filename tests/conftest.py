@@ -22,3 +22,16 @@ def cache(tmp_path_factory):
 @pytest.fixture
 def tiny_config():
     return TrainConfig(model=TINY, steps=4, batch_size=4, checkpoint_every=2, warmup_steps=1, seed=3)
+
+
+@pytest.fixture(scope="session")
+def trained_run(cache, tmp_path_factory):
+    """A tiny model trained long enough (150 steps, ~10 s) for DDIM inversion to reconstruct closely."""
+    from synthfair.model.train import train
+
+    config = TrainConfig(
+        model=TINY, steps=150, batch_size=8, learning_rate=3e-3, warmup_steps=5, checkpoint_every=1000, seed=1
+    )
+    out = tmp_path_factory.mktemp("trained") / "run"
+    train(config, cache, out)
+    return out
