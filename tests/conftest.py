@@ -1,17 +1,19 @@
+"""Shared fixtures: a tiny preprocessed cache and a tiny trained image model (imports are lazy, so test
+modules that do not use them do not pay for torch and diffusers at collection time)."""
+
 import pytest
 
-from source_files import phantom_row, write_phantom_source
-from synthfair.ingest import ingest
-from synthfair.model.diffusion import ModelConfig
-from synthfair.model.train import TrainConfig
-from synthfair.preprocess import PreprocessConfig, preprocess
-
-TINY = ModelConfig(sample_size=16, block_out_channels=(8, 16), attention_levels=(), norm_num_groups=4)
+# The tiny denoiser of the model tests: 16x16, two levels, no attention (keyword arguments of ModelConfig).
+TINY_MODEL = {"sample_size": 16, "block_out_channels": (8, 16), "attention_levels": (), "norm_num_groups": 4}
 
 
 @pytest.fixture(scope="session")
 def cache(tmp_path_factory):
     """A 16x16 preprocessed cache of 24 phantom-layout images (split train / validate / test by row)."""
+    from source_files import phantom_row, write_phantom_source
+    from synthfair.ingest import ingest
+    from synthfair.preprocess import PreprocessConfig, preprocess
+
     root = tmp_path_factory.mktemp("model-data")
     write_phantom_source(root / "src", [phantom_row(i) for i in range(24)])
     ingest("phantom", root / "src", root / "index")
@@ -21,16 +23,28 @@ def cache(tmp_path_factory):
 
 @pytest.fixture
 def tiny_config():
-    return TrainConfig(model=TINY, steps=4, batch_size=4, checkpoint_every=2, warmup_steps=1, seed=3)
+    from synthfair.model.diffusion import ModelConfig
+    from synthfair.model.train import TrainConfig
+
+    return TrainConfig(
+        model=ModelConfig(**TINY_MODEL), steps=4, batch_size=4, checkpoint_every=2, warmup_steps=1, seed=3
+    )
 
 
 @pytest.fixture(scope="session")
 def trained_run(cache, tmp_path_factory):
     """A tiny model trained long enough (150 steps, ~10 s) for DDIM inversion to reconstruct closely."""
-    from synthfair.model.train import train
+    from synthfair.model.diffusion import ModelConfig
+    from synthfair.model.train import TrainConfig, train
 
     config = TrainConfig(
-        model=TINY, steps=150, batch_size=8, learning_rate=3e-3, warmup_steps=5, checkpoint_every=1000, seed=1
+        model=ModelConfig(**TINY_MODEL),
+        steps=150,
+        batch_size=8,
+        learning_rate=3e-3,
+        warmup_steps=5,
+        checkpoint_every=1000,
+        seed=1,
     )
     out = tmp_path_factory.mktemp("trained") / "run"
     train(config, cache, out)

@@ -116,6 +116,11 @@ class CounterfactualEngine:
                 f"{len(seeds)} seeds",
                 "pass one of each per sample",
             )
+        taxonomy = self.model.encoder.taxonomy
+        factuals = [
+            taxonomy.check_record(f, where=f"factual covariates of sample {i}")
+            for i, f in enumerate(factuals)
+        ]
         out: list[Counterfactual] = []
         for start in range(0, n, self.config.batch_size):
             rows = range(start, min(start + self.config.batch_size, n))

@@ -2,27 +2,28 @@
 
 Parent values become a feature vector ``f`` (`ParentFeatures`); each mechanism is linear in ``f``:
 
-    categorical  V = argmax_k (phi_k + U_k),          phi = W f + b,  U_k ~ Gumbel(0, 1)    (Gumbel-max)
-    multilabel   V_l = 1[eta_l + U_l > 0],             eta = W f + b,  U_l ~ Logistic(0, 1)  (binary Gumbel-max)
-    continuous   z(V) = mu + sigma U,                  mu = a f + a0, log sigma = c f + c0, U ~ Normal(0, 1)
-                 z(x) = logit((x - lo + eps) / (hi - lo + 2 eps))                           (invertible)
+    categorical  V = argmax_k (phi_k + U_k),  phi = W f + b,  U_k ~ Gumbel(0, 1)           (Gumbel-max)
+    multilabel   V_l = 1[eta_l + U_l > 0],     eta = W f + b,  U_l ~ Logistic(0, 1)  (binary Gumbel-max)
+    continuous   z(V) = mu + sigma U,          mu = a f + a0, log sigma = c f + c0, U ~ Normal(0, 1)
+                 z(x) = logit((x - lo + eps) / (hi - lo + 2 eps))                            (invertible)
 
-Abduction draws ``U`` from its posterior given the observed value, so ``predict(f, abduct(f, v)) == v`` exactly:
+Abduction draws ``U`` from its posterior given the observed value, so ``predict(f, abduct(f, v)) == v``:
 
-    categorical  (top-down Gumbel, Maddison et al. 2014; Oberst & Sontag 2019) for observed class k:
-                 g_k ~ Gumbel(logsumexp(phi)),  g_j = -log(exp(-g_k) + exp(-(phi_j + G_j))), G_j ~ Gumbel(0, 1)
-                 (g_j is Gumbel(phi_j) truncated below g_k), then U = g - phi
+    categorical  top-down Gumbel (Maddison et al. 2014; Oberst & Sontag 2019), observed class k:
+                 g_k ~ Gumbel(logsumexp(phi)),
+                 g_j = -log(exp(-g_k) + exp(-(phi_j + G_j))), G_j ~ Gumbel(0, 1)   (Gumbel(phi_j) below g_k)
+                 U = g - phi
     multilabel   U_l ~ Logistic(0, 1) truncated to (-eta_l, inf) if v_l = 1, to (-inf, -eta_l) if v_l = 0
     continuous   U = (z(x) - mu) / sigma  (deterministic)
 
-A missing value (code -1, NaN) gets noise from the prior. If rounding ever puts the abducted noise on the wrong
-side of a decision boundary (probability ~0), it is moved just inside it, so the round trip stays exact.
+A missing value (code -1, NaN) gets noise from the prior. If rounding ever puts the abducted noise on the
+wrong side of a decision boundary (probability ~0), it is moved just inside it: the round trip stays exact.
 
 Fitting is deterministic maximum likelihood with an L2 penalty on the weights (not the intercepts), by
-full-batch L-BFGS in float64 from a fixed start: mean NLL + l2 / 2 * |W|^2, on rows where the value is
+full-batch BFGS in float64 from a fixed start: mean NLL + l2 / 2 * |W|^2, on rows where the value is
 observed. Classes (labels) never observed in training are not fitted: they get the logit ``unseen_logit``
 (probability ~exp(unseen_logit), default e^-50) and zero weights; a label never negative gets -unseen_logit.
-With no observed row at all, a categorical is uniform over its domain and a continuous is z ~ Normal(0, 1).
+With no observed row, a categorical is uniform over its domain; a continuous with < 2 rows has sigma = 1.
 
 Encoded values: categorical int codes (n,), -1 missing; multilabel float (n, L), NaN missing; continuous
 float (n,), NaN missing. Noise: (n, K) Gumbel, (n, L) logistic, (n, 1) normal.
@@ -88,7 +89,13 @@ class ParentFeatures:
         return np.concatenate(blocks, axis=1)  # (n, D)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"parents": [p.name for p in self.parents], "mean": self.mean_, "std": self.std_}
+        names = list(self.feature_names_)  # for readers of the saved file; not read back
+        return {
+            "parents": [p.name for p in self.parents],
+            "names": names,
+            "mean": self.mean_,
+            "std": self.std_,
+        }
 
     @classmethod
     def from_state_dict(cls, parents: Sequence[Covariate], state: Mapping[str, Any]) -> ParentFeatures:
@@ -97,11 +104,14 @@ class ParentFeatures:
         return out
 
 
-def _lbfgs(fun, x0: np.ndarray, max_iter: int, tol: float) -> np.ndarray:
-    """Minimize ``fun(x) -> (value, gradient)`` by full-batch L-BFGS (deterministic)."""
+def _minimize(fun, x0: np.ndarray, max_iter: int, tol: float) -> np.ndarray:
+    """Minimize ``fun(x) -> (value, gradient)`` by full-batch BFGS (deterministic).
+
+    Dense BFGS suits the few hundred parameters here; scipy's L-BFGS-B core was measured ~20x slower
+    when OpenBLAS threads compete for busy cores."""
     if x0.size == 0:
         return x0
-    res = minimize(fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter, "gtol": tol})
+    res = minimize(fun, x0, jac=True, method="BFGS", options={"maxiter": max_iter, "gtol": tol})
     return res.x
 
 
@@ -114,9 +124,16 @@ class CategoricalMechanism:
     """Gumbel-max: ``V = argmax_k (W f + b + U)_k``, ``U_k ~ Gumbel(0, 1)``; see the module docstring."""
 
     kind = "categorical"
+    PARAMS = ("n_classes", "l2", "max_iter", "tol", "unseen_logit")
+    LEARNED = ("n_fit_", "coef_", "intercept_")
 
     def __init__(
-        self, n_classes: int, l2: float = 1e-4, max_iter: int = 500, tol: float = 1e-8, unseen_logit=-50.0
+        self,
+        n_classes: int,
+        l2: float = 1e-4,
+        max_iter: int = 500,
+        tol: float = 1e-8,
+        unseen_logit: float = -50.0,
     ):
         self.n_classes, self.l2, self.max_iter, self.tol = n_classes, l2, max_iter, tol
         self.unseen_logit = unseen_logit
@@ -143,7 +160,7 @@ class CategoricalMechanism:
             grad = np.concatenate([(resid.T @ X / n + self.l2 * W).ravel(), resid.mean(axis=0)])
             return value, grad
 
-        theta = _lbfgs(
+        theta = _minimize(
             nll, np.concatenate([np.zeros(s * d), log_freq - log_freq.mean()]), self.max_iter, self.tol
         )
         self.intercept_[:] = self.unseen_logit
@@ -164,18 +181,15 @@ class CategoricalMechanism:
 
     def abduct(self, features: np.ndarray, values: np.ndarray, generator: np.random.Generator) -> np.ndarray:
         """Posterior Gumbel noise by the top-down construction (module docstring); prior where missing."""
-        phi = self.logits(features)
-        G = self.sample_noise(len(phi), generator)  # (n, K)
+        phi = self.logits(features)  # (n, K)
+        G = self.sample_noise(len(phi), generator)  # (n, K); also the prior noise of missing rows
         rows = np.flatnonzero(values >= 0)
-        if len(rows) == 0:
-            return G
-        k = values[rows]
-        top = logsumexp(phi[rows], axis=1) + G[rows, k]  # the max, ~ Gumbel(logsumexp(phi))
-        g = -np.logaddexp(-top[:, None], -(phi[rows] + G[rows]))  # truncated below the max
+        k, phi_o = values[rows], phi[rows]
+        top = logsumexp(phi_o, axis=1) + G[rows, k]  # 1. the max g_k ~ Gumbel(logsumexp(phi))
+        g = -np.logaddexp(-top[:, None], -(phi_o + G[rows]))  # 2. g_j ~ Gumbel(phi_j) truncated below g_k
         g[np.arange(len(rows)), k] = top
         noise = G.copy()
-        noise[rows] = g - phi[rows]
-        noise[rows] = _force_argmax(phi[rows], noise[rows], k)
+        noise[rows] = _force_argmax(phi_o, g - phi_o, k)  # 3. U = g - phi (rounding repaired)
         return noise
 
     def log_prob(self, features: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -185,23 +199,16 @@ class CategoricalMechanism:
         return np.where(values >= 0, picked, np.nan)
 
     def state_dict(self) -> dict[str, Any]:
-        params = {"n_classes": self.n_classes, "l2": self.l2, "max_iter": self.max_iter, "tol": self.tol}
-        params["unseen_logit"] = self.unseen_logit
-        learned = {"n_fit": self.n_fit_, "coef": self.coef_.tolist(), "intercept": self.intercept_.tolist()}
-        return {"kind": self.kind, "params": params, **learned}
+        return _state(self)
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> CategoricalMechanism:
-        out = cls(**state["params"])
-        out.n_fit_ = state["n_fit"]
-        out.coef_ = np.array(state["coef"], dtype=float).reshape(out.n_classes, -1)
-        out.intercept_ = np.array(state["intercept"], dtype=float)
-        return out
+        return _from_state(cls, state)
 
 
 def _force_argmax(phi: np.ndarray, noise: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Make ``argmax(phi + noise) == k`` in every row (only rounding can break it; then raise noise_k)."""
-    for _ in range(8):
+    for _ in range(8):  # one pass is enough in practice
         s = phi + noise
         bad = np.flatnonzero(np.argmax(s, axis=1) != k)
         if len(bad) == 0:
@@ -217,9 +224,16 @@ class MultilabelMechanism:
     """One logistic model per label: ``V_l = 1[(W f + b)_l + U_l > 0]``, ``U_l ~ Logistic(0, 1)``."""
 
     kind = "multilabel"
+    PARAMS = ("n_labels", "l2", "max_iter", "tol", "unseen_logit")
+    LEARNED = ("n_fit_", "coef_", "intercept_")
 
     def __init__(
-        self, n_labels: int, l2: float = 1e-4, max_iter: int = 500, tol: float = 1e-8, unseen_logit=-50.0
+        self,
+        n_labels: int,
+        l2: float = 1e-4,
+        max_iter: int = 500,
+        tol: float = 1e-8,
+        unseen_logit: float = -50.0,
     ):
         self.n_labels, self.l2, self.max_iter, self.tol = n_labels, l2, max_iter, tol
         self.unseen_logit = unseen_logit
@@ -251,7 +265,7 @@ class MultilabelMechanism:
             return value, np.append(X.T @ resid / n + self.l2 * theta[:d], resid.mean())
 
         rate = y.mean()
-        theta = _lbfgs(nll, np.append(np.zeros(d), np.log(rate / (1 - rate))), self.max_iter, self.tol)
+        theta = _minimize(nll, np.append(np.zeros(d), np.log(rate / (1 - rate))), self.max_iter, self.tol)
         return theta[:d], float(theta[d])
 
     def logits(self, features: np.ndarray) -> np.ndarray:
@@ -274,18 +288,16 @@ class MultilabelMechanism:
         """
         eta = self.logits(features)
         log_r = np.log(_open_uniform(generator, eta.shape))
-        log_s = log_r + log_expit(eta)  # v = 1
-        log_f = log_r + log_expit(-eta)  # v = 0
+        log_s = log_r + log_expit(eta)  # 1. v = 1: log S, S ~ Uniform(0, sigmoid(eta))
+        log_f = log_r + log_expit(-eta)  # 2. v = 0: log F, F ~ Uniform(0, sigmoid(-eta))
         noise = np.where(values == 1, np.log1p(-np.exp(log_s)) - log_s, log_f - np.log1p(-np.exp(log_f)))
-        noise = np.where(np.isnan(values), log_r - np.log1p(-np.exp(log_r)), noise)
-        for _ in range(8):  # rounding at a boundary (probability ~0): move inside it
+        noise = np.where(np.isnan(values), log_r - np.log1p(-np.exp(log_r)), noise)  # 3. missing: prior
+        for _ in range(8):  # 4. rounding at a boundary (probability ~0): move just inside it
             wrong = ~np.isnan(values) & ((eta + noise > 0) != (values == 1))
             if not wrong.any():
                 return noise
             side = np.where(values == 1, 1.0, -1.0)
             noise = np.where(wrong, -eta + side * _MARGIN * (1 + np.abs(eta)), noise)
-        if not (~np.isnan(values) & ((eta + noise > 0) != (values == 1))).any():
-            return noise
         raise RuntimeError("abduction failed to reproduce the observed labels")
 
     def log_prob(self, features: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -295,24 +307,19 @@ class MultilabelMechanism:
         return np.where(np.isnan(values), 0.0, logp).sum(axis=1)
 
     def state_dict(self) -> dict[str, Any]:
-        params = {"n_labels": self.n_labels, "l2": self.l2, "max_iter": self.max_iter, "tol": self.tol}
-        params["unseen_logit"] = self.unseen_logit
-        learned = {"n_fit": self.n_fit_, "coef": self.coef_.tolist(), "intercept": self.intercept_.tolist()}
-        return {"kind": self.kind, "params": params, **learned}
+        return _state(self)
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> MultilabelMechanism:
-        out = cls(**state["params"])
-        out.n_fit_ = list(state["n_fit"])
-        out.coef_ = np.array(state["coef"], dtype=float).reshape(out.n_labels, -1)
-        out.intercept_ = np.array(state["intercept"], dtype=float)
-        return out
+        return _from_state(cls, state)
 
 
 class ContinuousMechanism:
     """Heteroscedastic logit-normal: ``z(V) = mu(f) + sigma(f) U``, ``U ~ Normal(0, 1)``; V in [lo, hi]."""
 
     kind = "continuous"
+    PARAMS = ("lo", "hi", "eps", "l2", "max_iter", "tol")
+    LEARNED = ("n_fit_", "mu_coef_", "mu_intercept_", "log_sigma_coef_", "log_sigma_intercept_")
     LOG_SIGMA = (-9.0, 5.0)  # clip of log sigma (z units): keeps a degenerate fit finite
 
     def __init__(
@@ -353,7 +360,7 @@ class ContinuousMechanism:
             return value, np.concatenate(grad)
 
         start = np.concatenate([np.zeros(d), [z.mean()], np.zeros(d), [np.log(max(z.std(), 1e-3))]])
-        theta = _lbfgs(nll, start, self.max_iter, self.tol)
+        theta = _minimize(nll, start, self.max_iter, self.tol)
         self.mu_coef_, self.mu_intercept_ = theta[:d], float(theta[d])
         self.log_sigma_coef_, self.log_sigma_intercept_ = theta[d + 1 : 2 * d + 1], float(theta[2 * d + 1])
         return self
@@ -370,9 +377,13 @@ class ContinuousMechanism:
         mu, sigma = self.location_scale(features)
         return self.from_z(mu + sigma * noise[:, 0])
 
-    def abduct(self, features: np.ndarray, values: np.ndarray, generator: np.random.Generator) -> np.ndarray:
-        """U = (z(x) - mu) / sigma exactly; prior noise where x is missing (drawn for every row)."""
-        prior = self.sample_noise(len(values), generator)
+    def abduct(
+        self, features: np.ndarray, values: np.ndarray, generator: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """U = (z(x) - mu) / sigma exactly; where x is missing, prior noise (drawn for every row so the
+        stream does not depend on which rows are missing), or NaN without a generator."""
+        n = len(values)
+        prior = np.full((n, 1), np.nan) if generator is None else self.sample_noise(n, generator)
         mu, sigma = self.location_scale(features)
         with np.errstate(invalid="ignore"):
             u = (self.to_z(values) - mu) / sigma
@@ -389,25 +400,26 @@ class ContinuousMechanism:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        params = {"lo": self.lo, "hi": self.hi, "eps": self.eps, "l2": self.l2}
-        params.update(max_iter=self.max_iter, tol=self.tol)
-        learned = {
-            "n_fit": self.n_fit_,
-            "mu_coef": self.mu_coef_.tolist(),
-            "mu_intercept": self.mu_intercept_,
-        }
-        learned["log_sigma_coef"] = self.log_sigma_coef_.tolist()
-        learned["log_sigma_intercept"] = self.log_sigma_intercept_
-        return {"kind": self.kind, "params": params, **learned}
+        return _state(self)
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, Any]) -> ContinuousMechanism:
-        out = cls(**state["params"])
-        out.n_fit_ = state["n_fit"]
-        out.mu_coef_, out.mu_intercept_ = np.array(state["mu_coef"], dtype=float), state["mu_intercept"]
-        out.log_sigma_coef_ = np.array(state["log_sigma_coef"], dtype=float)
-        out.log_sigma_intercept_ = state["log_sigma_intercept"]
-        return out
+        return _from_state(cls, state)
+
+
+def _state(mech) -> dict[str, Any]:
+    """``kind``, the ``__init__`` parameters and the learned attributes (arrays as nested lists)."""
+    learned = {k.rstrip("_"): getattr(mech, k) for k in mech.LEARNED}
+    learned = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in learned.items()}
+    return {"kind": mech.kind, "params": {k: getattr(mech, k) for k in mech.PARAMS}, **learned}
+
+
+def _from_state(cls, state: Mapping[str, Any]):
+    out = cls(**state["params"])
+    for key in cls.LEARNED:
+        value = state[key.rstrip("_")]
+        setattr(out, key, np.array(value, dtype=float) if "coef" in key or key == "intercept_" else value)
+    return out
 
 
 MECHANISMS = {m.kind: m for m in (CategoricalMechanism, MultilabelMechanism, ContinuousMechanism)}

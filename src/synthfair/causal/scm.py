@@ -1,9 +1,9 @@
 """The fitted attribute SCM: one `synthfair.causal.mechanisms` mechanism per covariate of the taxonomy.
 
-    scm = AttributeSCM(taxonomy).fit(index, seed=0)           # index: the DataFrame of `synthfair.index`
-    noise = scm.abduct(obs, generator)                        # U ~ P(U | obs), one array per covariate
-    cf = scm.counterfactual(obs, {"age": 80.0}, generator)    # abduction, action, prediction
-    scm.do({"findings": {"cardiomegaly": 1}}).sample(100, generator)
+    scm = AttributeSCM(taxonomy).fit(index, seed=0)       # index: the DataFrame of `synthfair.index`
+    noise = scm.abduct(obs, generator)                    # U ~ P(U | obs), one array per covariate
+    cf = scm.counterfactual(obs, {name: value}, generator)  # abduction, action, prediction
+    scm.do({multilabel_name: {label: 1}}).sample(100, generator)  # one label set, the others sampled
 
 Covariate values are the taxonomy's: categorical strings, continuous floats, multilabel dicts label -> 0/1;
 ``None`` is missing. Names, kinds, domains and parents all come from the taxonomy (taxonomy.yaml's graph).
@@ -49,37 +49,31 @@ FILE = "scm.json"
 @dataclass(frozen=True)
 class SCMConfig:
     l2: float = 1e-4  # L2 penalty on weights: mean NLL + l2 / 2 * |W|^2 (intercepts free)
-    max_iter: int = 500  # L-BFGS iterations per fit (per label for multilabel)
-    tol: float = 1e-8  # L-BFGS gradient tolerance
+    max_iter: int = 500  # BFGS iterations per fit (per label for multilabel)
+    tol: float = 1e-8  # BFGS tolerance on the largest gradient entry
     unseen_logit: float = -50.0  # logit of values never seen in training: probability ~exp(-50)
     margin: float = 1e-3  # continuous: eps of z = logit((x - lo + eps) / (hi - lo + 2 eps)), x range units
     max_fit_rows: int | None = None  # fit on a seeded random subset of at most this many rows (None: all)
 
     def __post_init__(self) -> None:
-        for f in ("l2", "max_iter", "tol", "unseen_logit", "margin"):
-            if isinstance(getattr(self, f), bool) or not isinstance(getattr(self, f), (int, float)):
-                raise ConfigError(
-                    f"SCMConfig.{f}={getattr(self, f)!r} is not a number", "give a plain number"
-                )
-        checks = {
-            "l2": self.l2 >= 0,
-            "max_iter": self.max_iter >= 1,
-            "tol": self.tol > 0,
-            "unseen_logit": -1e3 <= self.unseen_logit <= -10,
-            "margin": 0 < self.margin < 0.5,
-            "max_fit_rows": self.max_fit_rows is None or self.max_fit_rows >= 1,
+        rules = {  # field: (holds, requirement)
+            "l2": (lambda v: v >= 0, "a number >= 0"),
+            "max_iter": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+            "tol": (lambda v: v > 0, "a number > 0"),
+            "unseen_logit": (lambda v: -1000 <= v <= -10, "a number in [-1000, -10]"),
+            "margin": (lambda v: 0 < v < 0.5, "a number in (0, 0.5)"),
+            "max_fit_rows": (lambda v: isinstance(v, int) and v >= 1, "None or an integer >= 1"),
         }
-        for name, ok in checks.items():
+        for name, (holds, requirement) in rules.items():
             value = getattr(self, name)
-            if not ok or (isinstance(value, float) and not np.isfinite(value)):
-                raise ConfigError(
-                    f"SCMConfig.{name}={value!r} is out of range",
-                    "l2 >= 0, max_iter >= 1, tol > 0, -1000 <= unseen_logit <= -10, 0 < margin < 0.5, "
-                    "max_fit_rows None or >= 1",
-                )
+            if value is None and name == "max_fit_rows":
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+            if not number or not holds(value):
+                raise ConfigError(f"SCMConfig.{name}={value!r} is invalid", f"{name} must be {requirement}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CounterfactualCovariates:
     """One counterfactual record: its covariates, which of them differ from the factual, and the noise."""
 
@@ -138,22 +132,37 @@ class AttributeSCM:
         return {k: v[0] for k, v in self.abduct_batch([obs], generator).items()}
 
     def abduct_batch(
-        self, records: Sequence[Mapping[str, Any]], generator: np.random.Generator
+        self,
+        records: Sequence[Mapping[str, Any]],
+        generator: np.random.Generator | Sequence[np.random.Generator],
     ) -> dict[str, np.ndarray]:
-        """Noise of many records: covariate -> (n, noise size). Draws depend on the batch's size."""
-        generator = np.random.default_rng(generator)
+        """Noise of many records: covariate -> (n, noise size).
+
+        One generator (or seed) for the batch: draws depend on the batch. One generator per record: each
+        record's noise depends on its own generator only, whatever else is in the batch."""
+        if isinstance(generator, Sequence):
+            if len(generator) != len(records):
+                raise SynthfairError(
+                    f"{len(generator)} generators for {len(records)} records", "give one per record, or one"
+                )
+            parts = [self._abduct(records[i : i + 1], g) for i, g in enumerate(generator)]
+            return {name: np.concatenate([p[name] for p in parts]) for name in self.order}
+        return self._abduct(records, np.random.default_rng(generator))
+
+    def _abduct(self, records, generator: np.random.Generator) -> dict[str, np.ndarray]:
         columns, n = encode_records(self.taxonomy, records), len(records)
         noise = {}
         for name in self.order:
             node = self._node(name)
-            X = node.features.transform(columns, n)
-            noise[name] = node.mechanism.abduct(X, columns[name], generator)
+            noise[name] = node.mechanism.abduct(node.features.transform(columns, n), columns[name], generator)
         return noise
 
     def do(self, interventions: Mapping[str, Any]) -> AttributeSCM:
         """A copy where each intervened covariate is a constant cut from its parents.
 
-        ``{"findings": {"cardiomegaly": 1}}`` sets one label; the other labels keep their mechanism."""
+        A multilabel covariate takes a mapping ``{label: 0 or 1}`` (those labels set, the others keep their
+        mechanism) or a collection of positive labels (every label set). Values are checked against the
+        taxonomy; interventions add to (and override) this SCM's own."""
         out = copy.copy(self)
         out.interventions = dict(self.interventions)
         for name, value in interventions.items():
@@ -179,12 +188,12 @@ class AttributeSCM:
     def predict_batch(
         self, noise: Mapping[str, np.ndarray], records: Sequence[Mapping[str, Any]] | None = None
     ) -> list[dict[str, Any]]:
-        """Covariates of n records from noise, covariate -> (n, noise size), and the factual records if any."""
+        """Records from noise, covariate -> (n, noise size); ``records``: the factual ones, if any."""
         values, differs = self._run(noise, records)
         return self._records(values, differs, records)
 
     def _run(self, noise, records) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Step 3 of the module docstring: encoded values and, per covariate, rows differing from ``records``."""
+        """Step 3 of the module docstring: encoded values and, per covariate, rows differing from records."""
         n = len(next(iter(noise.values())))
         factual = None if records is None else encode_records(self.taxonomy, records)
         values, differs = {}, {}
@@ -228,9 +237,9 @@ class AttributeSCM:
         self,
         records: Sequence[Mapping[str, Any]],
         interventions: Mapping[str, Any],
-        generator: np.random.Generator,
+        generator: np.random.Generator | Sequence[np.random.Generator],
     ) -> list[CounterfactualCovariates]:
-        """`counterfactual` for many records (noise draws depend on the batch's size)."""
+        """`counterfactual` for many records; ``generator``: one for the batch or one per record."""
         scm = self.do(interventions)  # checks the interventions before drawing noise
         noise = self.abduct_batch(records, generator)
         values, differs = scm._run(noise, records)
@@ -326,7 +335,7 @@ def encode_value(spec: Covariate, value: Any, where: str = "") -> Any:
 
 
 def decode_value(spec: Covariate, code: Any) -> Any:
-    """The inverse of `encode_value`; a multilabel dict has every label (None if missing), all missing: None."""
+    """Inverse of `encode_value`; a multilabel dict lists every label (None: missing); none known: None."""
     if spec.kind == "categorical":
         return None if code < 0 else spec.values[int(code)]
     if spec.kind == "continuous":
