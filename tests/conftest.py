@@ -3,6 +3,8 @@ modules that do not use them do not pay for torch and diffusers at collection ti
 
 import pytest
 
+PHANTOM_SPACING = (4.0, 4.0, 4.0)  # mm: the procedural phantom at a coarse grid renders fast
+
 # The tiny denoiser of the model tests: 16x16, two levels, no attention (keyword arguments of ModelConfig).
 TINY_MODEL = {"sample_size": 16, "block_out_channels": (8, 16), "attention_levels": (), "norm_num_groups": 4}
 
@@ -49,3 +51,11 @@ def trained_run(cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained") / "run"
     train(config, cache, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def procedural_phantom():
+    """The phantom on the procedural anatomy at a coarse grid: no download, fast."""
+    from synthfair.phantom.simulator import Phantom, PhantomConfig
+
+    return Phantom(PhantomConfig(anatomy="procedural", spacing_mm=PHANTOM_SPACING))
