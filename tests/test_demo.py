@@ -4,7 +4,9 @@ from synthfair.demo import DemoConfig, run_demo
 
 
 def test_demo_writes_source_grid_and_report(tmp_path):
-    config = DemoConfig(n=4, size=32, workers=1, grid_rows=1, grid_size=32, anatomy="procedural")
+    config = DemoConfig(
+        n=4, size=32, workers=1, grid_rows=1, grid_size=32, anatomy="procedural", truth_subjects=1, cf_steps=2
+    )
     result = run_demo(tmp_path / "demo", config)
     assert len(pd.read_csv(result.source / "metadata.csv")) == 4
     assert result.grid.exists()
@@ -12,3 +14,5 @@ def test_demo_writes_source_grid_and_report(tmp_path):
     assert "## Covariates" in report and "race mix by site" in report and str(result.grid) in report
     assert (result.index / "index.parquet").is_file() and (result.cache / "manifest.json").is_file()
     assert "## Index and training cache" in report
+    assert result.truth_grid.is_file() and "## Model counterfactuals vs the phantom's exact" in report
+    assert "| age=85 |" in report

@@ -276,6 +276,23 @@ class Taxonomy:
         return self._sha256
 
     @property
+    def model_sha256(self) -> str:
+        """Hash of what fitted models depend on: covariate names, kinds, value domains and the graph.
+
+        Descriptions, groups, bins and per-source raw-value maps are left out: adding a raw value of a
+        source does not invalidate a trained model or a fitted SCM."""
+        domains = {
+            c.name: {
+                "kind": c.kind,
+                "values": list(c.values),
+                "range": list(c.range or ()),
+                "parents": list(c.parents),
+            }
+            for c in self
+        }
+        return _canonical_sha256(domains)
+
+    @property
     def names(self) -> tuple[str, ...]:
         return tuple(self.covariates)
 

@@ -269,9 +269,13 @@ def test_same_index_and_seed_same_fitted_bytes(records, tmp_path):
 def test_load_with_another_taxonomy_names_both_hashes(scm, tmp_path):
     scm.save(tmp_path)
     data = read_yaml(TAX.path)
-    data["covariates"][ROLES.age]["description"] += " (edited)"
+    data["covariates"][ROLES.age]["description"] += " (edited)"  # not a covariate domain: still loads
+    AttributeSCM.load(tmp_path, Taxonomy.from_dict(data))
+    data["covariates"][ROLES.age]["range"], data["covariates"][ROLES.age]["bins"] = [0, 110], [0, 50, 110]
     other = Taxonomy.from_dict(data)
-    with pytest.raises(SynthfairError, match=f"sha256 {TAX.sha256[:12]}.*{other.sha256[:12]}"):
+    with pytest.raises(
+        SynthfairError, match=f"covariates {TAX.model_sha256[:12]}.*{other.model_sha256[:12]}"
+    ):
         AttributeSCM.load(tmp_path, other)
     with pytest.raises(SynthfairError, match="no attribute SCM"):
         AttributeSCM.load(tmp_path / "nowhere")

@@ -40,9 +40,11 @@ def test_save_load_round_trip_and_taxonomy_check(trained_run, tmp_path):
     for a, b in zip(model.unet.parameters(), again.unet.parameters(), strict=True):
         assert torch.equal(a, b)
     data = _taxonomy_data()
-    data["covariates"]["age"]["description"] = "changed"
+    data["covariates"]["age"]["description"] = "changed"  # descriptions and source maps do not matter
+    DiffusionModel.load(tmp_path / "copy", taxonomy=Taxonomy.from_dict(data))
+    data["covariates"]["sex"]["values"] = ["female", "male", "intersex"]
     other = Taxonomy.from_dict(data)
-    with pytest.raises(ConfigError, match="trained with taxonomy"):
+    with pytest.raises(ConfigError, match="trained with taxonomy covariates"):
         DiffusionModel.load(tmp_path / "copy", taxonomy=other)
 
 

@@ -269,7 +269,8 @@ class AttributeSCM:
         state = {
             "schema": SCHEMA,
             "synthfair_version": synthfair.__version__,
-            "taxonomy_sha256": self.taxonomy.sha256,
+            "taxonomy_sha256": self.taxonomy.sha256,  # provenance
+            "model_sha256": self.taxonomy.model_sha256,  # checked on load: covariate domains and graph
             "seed": self._fitted("seed_"),
             "config": asdict(self.config),
             "interventions": {k: decode_value(self.taxonomy[k], v) for k, v in self.interventions.items()},
@@ -296,10 +297,10 @@ class AttributeSCM:
         if state.get("schema") != SCHEMA:
             raise SynthfairError(f"{path}: unsupported schema {state.get('schema')!r}", f"expected {SCHEMA}")
         taxonomy = taxonomy or load_taxonomy()
-        if state["taxonomy_sha256"] != taxonomy.sha256:
+        if state["model_sha256"] != taxonomy.model_sha256:
             raise SynthfairError(
-                f"{path} was fitted with taxonomy sha256 {state['taxonomy_sha256'][:12]}..., but the given "
-                f"taxonomy ({taxonomy.path or 'in memory'}) has {taxonomy.sha256[:12]}...",
+                f"{path} was fitted with taxonomy covariates {state['model_sha256'][:12]}..., but the given "
+                f"taxonomy ({taxonomy.path or 'in memory'}) has {taxonomy.model_sha256[:12]}...",
                 "load with the taxonomy.yaml it was fitted with, or refit the SCM on the current index",
             )
         scm = cls(taxonomy, dataclass_from_dict(SCMConfig, state["config"], where=f"{path}:config"))

@@ -19,9 +19,15 @@ def demo(
     workers: Annotated[
         int, typer.Option(help="Rendering processes (0: every usable core).")
     ] = DemoConfig.workers,
+    train: Annotated[
+        bool,
+        typer.Option(
+            "--train", help="Retrain the phantom-64 model (~1 hour on 2 cores) instead of the shipped one."
+        ),
+    ] = False,
 ) -> None:
     """Run the whole pipeline on the built-in phantom (minutes on a laptop CPU)."""
-    config = DemoConfig(n=n, size=size, seed=seed, workers=workers)
+    config = DemoConfig(n=n, size=size, seed=seed, workers=workers, train=train)
     with bar(n, "phantom source") as tick:
         result = run_demo(out, config, on_image=tick)
     for stage, seconds in result.seconds.items():
@@ -31,4 +37,6 @@ def demo(
     typer.echo(f"  counterfactual grid: {result.grid.resolve()}")
     typer.echo(f"  harmonized index:    {result.index.resolve()}")
     typer.echo(f"  training shards:     {result.cache.resolve()}")
+    typer.echo(f"  image model:         {result.model.resolve()}")
+    typer.echo(f"  model vs truth grid: {result.truth_grid.resolve()}")
     typer.echo(f"report: {result.report.resolve()}")

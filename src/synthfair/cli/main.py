@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 import synthfair
-from synthfair.cli import demo, env, index, ingest, phantom, preprocess
+from synthfair.cli import counterfactual, demo, env, index, ingest, phantom, preprocess, train
 from synthfair.errors import SynthfairError
 
 EXIT_KNOWN_ERROR = 2
@@ -33,6 +33,8 @@ COMMANDS = [
     ("phantom", phantom.phantom),
     ("ingest", ingest.ingest),
     ("preprocess", preprocess.preprocess),
+    ("train", train.train),
+    ("counterfactual", counterfactual.counterfactual),
     ("demo", demo.demo),
 ]
 for _name, _function in COMMANDS:

@@ -99,7 +99,12 @@ class ConditionEncoder:
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint records to rebuild this encoder: the covariates and the taxonomy hash."""
-        return {"covariates": list(self.names), "dim": self.dim, "taxonomy_sha256": self.taxonomy.sha256}
+        return {
+            "covariates": list(self.names),
+            "dim": self.dim,
+            "taxonomy_sha256": self.taxonomy.sha256,  # provenance
+            "model_sha256": self.taxonomy.model_sha256,  # checked on load: covariate domains and graph
+        }
 
 
 def _encode_value(spec: Covariate, value: Any) -> list[float] | None:

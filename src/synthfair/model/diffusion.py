@@ -191,11 +191,11 @@ class DiffusionModel:
             )
         meta = json.loads(meta_path.read_text())
         taxonomy = taxonomy or load_taxonomy()
-        trained = meta["conditioning"]["taxonomy_sha256"]
-        if trained != taxonomy.sha256:
+        trained = meta["conditioning"]["model_sha256"]
+        if trained != taxonomy.model_sha256:
             raise ConfigError(
-                f"{directory} was trained with taxonomy {trained[:12]}..., "
-                f"this one is {taxonomy.sha256[:12]}...",
+                f"{directory} was trained with taxonomy covariates {trained[:12]}..., "
+                f"this taxonomy's are {taxonomy.model_sha256[:12]}...",
                 "load it with the taxonomy.yaml it was trained with (covariates and domains must match)",
             )
         config = dataclass_from_dict(ModelConfig, meta["model"], where=str(meta_path))

@@ -1,0 +1,59 @@
+"""The presets in configs/: every file loads as a TrainConfig; each model has the size its comment states."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from synthfair.model.conditioning import ConditionEncoder
+from synthfair.model.diffusion import DiffusionModel, build_unet
+from synthfair.model.train import TrainConfig, load_train_config
+from synthfair.taxonomy import load_taxonomy
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PRESETS = sorted(CONFIGS.glob("*.yaml"))
+STATED = re.compile(r"Denoiser: ([\d.]+)M parameters")
+
+
+def stated_parameters(path: Path) -> float:
+    found = STATED.search(path.read_text())
+    assert found, f"{path.name}: no 'Denoiser: <N>M parameters' comment"
+    return float(found.group(1)) * 1e6
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_the_presets_are_there():
+    assert {p.stem for p in PRESETS} >= {"phantom-64", "real-256", "real-512"}
+    assert not [p for p in CONFIGS.iterdir() if p.suffix not in (".yaml", ".md")]
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+def test_every_preset_loads(path):
+    config = load_train_config(path)
+    assert isinstance(config, TrainConfig)
+    assert config.checkpoints_total_limit >= 2 and config.checkpoint_every < config.steps
+    assert config.model.sample_size == int(re.search(r"(\d+)$", path.stem).group(1))
+
+
+@pytest.mark.parametrize("path", [p for p in PRESETS if p.stem != "phantom-64"], ids=lambda p: p.stem)
+def test_gpu_presets_have_the_stated_size(path):
+    """Built on the meta device: shapes only, no memory or initialization."""
+    config = load_train_config(path)
+    assert config.mixed_precision == "auto" and not config.in_memory
+    with torch.device("meta"):
+        unet = build_unet(config.model, ConditionEncoder(load_taxonomy()).dim)
+    assert count(unet) == pytest.approx(stated_parameters(path), rel=0.05)
+
+
+def test_phantom_preset_builds_and_has_the_stated_size():
+    config = load_train_config(CONFIGS / "phantom-64.yaml")
+    model = DiffusionModel.create(config.model)
+    assert count(model.unet) == pytest.approx(stated_parameters(CONFIGS / "phantom-64.yaml"), rel=0.05)
+    x = torch.zeros(2, 1, 64, 64)
+    with torch.no_grad():
+        eps = model.eps(x, 999, model.encoder.null(torch.zeros(2, model.encoder.dim)))
+    assert eps.shape == x.shape
