@@ -42,7 +42,7 @@ class DemoConfig:
     train: bool = False  # retrain the phantom-64 model (about an hour on 2 cores) instead of the shipped one
     train_n: int = 3000  # phantom subjects rendered for training when train=True
     truth_subjects: int = 4  # held-out subjects whose model counterfactuals are compared with the truth
-    cf_steps: int = 25  # DDIM steps of the counterfactual engine
+    cf_steps: int = 10  # DDIM steps of the counterfactual engine (bench/counterfactual.py measures 25 too)
 
 
 @dataclass
