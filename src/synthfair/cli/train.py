@@ -19,6 +19,9 @@ from tqdm.auto import tqdm
 from synthfair.model.train import TrainConfig, TrainResult, checkpoints, load_train_config
 from synthfair.model.train import train as train_model
 
+# tqdm's own rate left out: the postfix shows the training loop's images/s
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} img [{elapsed}<{remaining}{postfix}]"
+
 
 def train(
     config: Annotated[Path, typer.Option(help="Training config YAML (see configs/README.md).")],
@@ -59,7 +62,13 @@ class _ImageBar:
             done = (step - 1) * self.per_step  # > 0 when resumed: counted, but not in the rate
             total = self.config.steps * self.per_step
             self.progress = tqdm(
-                total=total, initial=done, desc="train", unit="img", disable=None, dynamic_ncols=True
+                total=total,
+                initial=done,
+                desc="train",
+                unit="img",
+                bar_format=BAR_FORMAT,
+                disable=None,
+                dynamic_ncols=True,
             )
         self.progress.set_postfix(loss=f"{loss:.4f}", img_s=f"{images_per_second:.1f}", refresh=False)
         self.progress.update(step * self.per_step - self.progress.n)
