@@ -129,7 +129,6 @@ def test_a_second_fresh_run_into_the_same_directory_is_refused(cache, tmp_path, 
     assert "already has checkpoints" in err and "--resume latest" in err
 
 
-@pytest.mark.xfail(strict=True, reason="model/train.py writes config.yaml and train.json before refusing")
 def test_a_refused_run_leaves_the_existing_run_record_alone(cache, tmp_path):
     out = tmp_path / "run"
     assert (

@@ -134,9 +134,11 @@ def train(
     )
     unet, optimizer, schedule = accelerator.prepare(unet, optimizer, schedule)
     accelerator.register_for_checkpointing(ema)
+    start = _resume(accelerator, out, resume)  # before writing anything: a refused run leaves `out` as it was
+    ema.to(accelerator.device)  # the shadow weights follow the model (load_state restores them on the CPU);
+    # as in diffusers' examples, or ema.step() fails on a GPU
     if accelerator.is_main_process:
         _write_run_files(out, config, data, taxonomy, accelerator.num_processes)
-    start = _resume(accelerator, out, resume)
     losses = _read_losses(out, start)
     seen, clock = 0, time.perf_counter()
     end = config.steps if stop_at is None else min(stop_at, config.steps)
