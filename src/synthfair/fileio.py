@@ -1,12 +1,16 @@
-"""Crash-safe file writing: a file is either absent or complete, never half-written."""
+"""Crash-safe file writing: a file is either absent or complete, never half-written; and file hashing."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+HASH_BLOCK = 1 << 20  # bytes read at a time when hashing
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
@@ -20,3 +24,18 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_json(path: str | Path, data: Any, sort_keys: bool = False) -> None:
+    """``data`` as indented JSON (non-JSON values as text), written atomically."""
+    text = json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in `HASH_BLOCK`-sized pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthfair.errors import SynthfairError
-from synthfair.fileio import atomic_write
+from synthfair.fileio import atomic_write, write_json
 from synthfair.taxonomy import Taxonomy
 
 SCHEMA = "synthfair.index/1"
@@ -103,7 +103,7 @@ def write_source(out: str | Path, source: str, table: pa.Table, quarantine: pa.T
     out = Path(out)
     for sub in ("sources", "quarantine", "reports"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    _write_json(out / "reports" / f"{source}.json", report)  # before the part: a part always has a report
+    write_json(out / "reports" / f"{source}.json", report)  # before the part: a part always has a report
     _write_parquet(out / "quarantine" / f"{source}.parquet", quarantine)
     _write_parquet(out / "sources" / f"{source}.parquet", table)
     rebuild(out)
@@ -134,21 +134,20 @@ def rebuild(out: str | Path) -> pa.Table:
             "taxonomy_sha256": report["taxonomy_sha256"],
             "ingested_at": report["ingested_at"],
         }
-    _write_json(out / "index.json", summary)
+    write_json(out / "index.json", summary)
     return table
 
 
 def read_index(path: str | Path, sources: Iterable[str] | None = None) -> pd.DataFrame:
     """The index at ``path`` (an index directory or an index.parquet file) as a DataFrame."""
-    path = Path(path)
-    file = path / INDEX_FILE if path.is_dir() else path
-    if not file.is_file():
-        raise SynthfairError(
-            f"no index at {path} ({file.name} not found)",
-            "build one with `synthfair ingest SOURCE --root DIR --out INDEX_DIR`",
-        )
+    file = _index_file(path)
     filters = [("dataset", "in", list(sources))] if sources else None
     return pq.read_table(file, filters=filters).to_pandas(types_mapper=_nullable)
+
+
+def count_rows(path: str | Path) -> int:
+    """Rows of the index at ``path`` from the Parquet footer (no data read)."""
+    return pq.ParquetFile(_index_file(path)).metadata.num_rows
 
 
 def read_quarantine(path: str | Path) -> pd.DataFrame:
@@ -157,6 +156,17 @@ def read_quarantine(path: str | Path) -> pd.DataFrame:
     if not parts:
         return QUARANTINE_SCHEMA.empty_table().to_pandas()
     return pa.concat_tables([pq.read_table(p) for p in parts]).to_pandas()
+
+
+def _index_file(path: str | Path) -> Path:
+    path = Path(path)
+    file = path / INDEX_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise SynthfairError(
+            f"no index at {path} ({file.name} not found)",
+            "build one with `synthfair ingest SOURCE --root DIR --out INDEX_DIR`",
+        )
+    return file
 
 
 def _nullable(dtype: pa.DataType) -> Any:
@@ -176,7 +186,3 @@ def _check_same_schema(tables: list[pa.Table], parts: list[Path]) -> None:
 
 def _write_parquet(path: Path, table: pa.Table) -> None:
     atomic_write(path, lambda f: pq.write_table(table, f, compression="zstd"))
-
-
-def _write_json(path: Path, data: Any) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(data, indent=2, default=str) + "\n").encode()))

@@ -39,7 +39,7 @@ from PIL import Image
 
 import synthfair
 from synthfair.errors import SynthfairError
-from synthfair.fileio import atomic_write
+from synthfair.fileio import atomic_write, sha256_file, write_json
 from synthfair.index import read_index
 from synthfair.sources.readers import ImageReadError, read_image
 from synthfair.taxonomy import Taxonomy, load_taxonomy
@@ -115,7 +115,7 @@ def preprocess(
             _write_shard(out, i, shards[i], config, pool, tick)
     stats = [json.loads(_stats_path(out, i).read_text()) for i in range(len(shards))]
     shard_entries = [{k: v for k, v in s.items() if k != "seconds"} for s in stats]  # bytes stay reproducible
-    _write_json(out / "manifest.json", {**request, "shards": shard_entries})
+    write_json(out / "manifest.json", {**request, "shards": shard_entries})
     failed = sum(s["failed"] for s in stats)
     return PreprocessResult(out, len(shards), len(rows), sum(len(shards[i]) for i in todo), failed, True)
 
@@ -214,7 +214,7 @@ def _claim(out: Path, request: dict) -> None:
                 "use a new --out directory, or delete the old cache",
             )
         return
-    _write_json(path, request)
+    write_json(path, request)
 
 
 class _Serial:
@@ -286,7 +286,7 @@ def _write_shard(out: Path, i: int, rows: list[dict], config: PreprocessConfig, 
     ok = sum(s["status"] == "ok" for s in statuses)
     stats = {
         "shard": name,
-        "sha256": _sha256(final),
+        "sha256": sha256_file(final),
         "bytes": final.stat().st_size,
         "nsamples": ok,
         "failed": len(statuses) - ok,
@@ -294,20 +294,8 @@ def _write_shard(out: Path, i: int, rows: list[dict], config: PreprocessConfig, 
         "last_key": rows[-1]["key"],
         "seconds": round(time.time() - start, 3),
     }
-    _write_json(_stats_path(out, i), stats)
+    write_json(_stats_path(out, i), stats)
 
 
 def _stats_path(out: Path, i: int) -> Path:
     return out / "shards" / f"{i:06d}_stats.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write_json(path: Path, data: Any) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(data, indent=2, default=str) + "\n").encode()))

@@ -10,7 +10,7 @@ import typer
 
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig, parse_do
 from synthfair.errors import SynthfairError
-from synthfair.fileio import atomic_write
+from synthfair.fileio import atomic_write, write_json
 from synthfair.phantom.source import image_bytes
 from synthfair.preprocess import fit_image
 from synthfair.sources.readers import read_image
@@ -54,7 +54,7 @@ def counterfactual(
         "seed": seed,
     }
     sidecar = out.with_suffix(".json")
-    atomic_write(sidecar, lambda f: f.write(json.dumps(record, indent=2, default=str).encode()))
+    write_json(sidecar, record)
     typer.echo(f"changed: {', '.join(result.changed) or 'nothing'}")
     typer.echo(f"counterfactual: {out.resolve()}")
     typer.echo(f"record: {sidecar.resolve()}")

@@ -9,7 +9,7 @@ import typer
 
 from synthfair.cli.progress import bar
 from synthfair.environment import usable_cpus
-from synthfair.index import read_index
+from synthfair.index import count_rows
 from synthfair.preprocess import PreprocessConfig
 from synthfair.preprocess import preprocess as preprocess_index
 
@@ -24,7 +24,7 @@ def preprocess(
 ) -> None:
     """Decode, resize and shard every indexed image once, so that training never decodes DICOM."""
     config = PreprocessConfig(size=size, fit=fit, shard_size=shard_size, workers=workers or usable_cpus())
-    with bar(len(read_index(index_dir)), "preprocess") as tick:
+    with bar(count_rows(index_dir), "preprocess") as tick:
         result = preprocess_index(index_dir, out, config, on_image=tick)
     typer.echo(
         f"{result.images} images in {result.shards} shards ({result.processed} processed now, "

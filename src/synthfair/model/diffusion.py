@@ -28,7 +28,7 @@ from diffusers import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler, UNet2D
 import synthfair
 from synthfair.config import dataclass_from_dict
 from synthfair.errors import ConfigError
-from synthfair.fileio import atomic_write
+from synthfair.fileio import write_json
 from synthfair.model.conditioning import ConditionEncoder
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
@@ -178,7 +178,7 @@ class DiffusionModel:
             "synthfair_version": synthfair.__version__,
             **self.extra,
         }
-        atomic_write(directory / MODEL_FILE, lambda f: f.write(json.dumps(meta, indent=2).encode()))
+        write_json(directory / MODEL_FILE, meta)
 
     @classmethod
     def load(cls, directory: str | Path, taxonomy: Taxonomy | None = None) -> DiffusionModel:

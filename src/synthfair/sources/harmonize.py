@@ -68,6 +68,7 @@ class Harmonizer:
             )
         self.defaulted: Counter[str] = Counter()  # "covariate=raw value" -> rows
         self._memo: dict[tuple[str, Any], tuple[Any, bool]] = {}  # (covariate, raw) -> (value, listed)
+        self._covered_labels: dict[str, frozenset[str]] = {}  # covariate -> labels the source reports
 
     def record(self, row: SourceRow) -> dict[str, Any]:
         """The harmonized record of ``row``: covariates, ``<covariate>_raw`` and findings columns."""
@@ -116,11 +117,7 @@ class Harmonizer:
         self, name: str, labels: tuple[str, ...], mapping: SourceMapping | None, row: SourceRow
     ) -> dict[str, Any]:
         states: dict[str, list[float | None]] = {label: [] for label in labels}
-        covered: set[str] = set()
-        if mapping is not None:  # without a map the source writes harmonized labels: it covers them all
-            covered = (
-                set(labels) if mapping.map is None else {v for v in mapping.map.values() if v is not None}
-            )
+        covered = self._covered(mapping, labels)
         normal = False  # a positive "no finding" label: unmentioned labels are negative
         if mapping is not None and row.findings is not None:
             normal = any(row.findings.get(n) == 1.0 for n in mapping.normal)
@@ -145,6 +142,18 @@ class Harmonizer:
             raw = json.dumps({k: v for k, v in row.findings.items() if v is not None}, separators=(",", ":"))
         out[f"{name}_raw"] = raw
         return out
+
+    def _covered(self, mapping: SourceMapping | None, labels: tuple[str, ...]) -> frozenset[str]:
+        """The labels a source reports at all (without a map: every label, as harmonized values); computed
+        once per covariate, not per row."""
+        key = "" if mapping is None else mapping.covariate
+        if key not in self._covered_labels:
+            covered: frozenset[str] = frozenset()
+            if mapping is not None:
+                values = labels if mapping.map is None else mapping.map.values()
+                covered = frozenset(v for v in values if v is not None)
+            self._covered_labels[key] = covered
+        return self._covered_labels[key]
 
     def _resolve(self, states: list[float | None], normal: bool) -> tuple[int | None, int]:
         """Positive beats uncertain beats negative beats not mentioned; a label absent from a list is 0, and
