@@ -18,6 +18,10 @@ Abduction, action, prediction (Pearl's three steps), for the covariates and then
 Network evaluations per counterfactual: ``steps`` (inversion) + ``steps`` (reconstruction, with the residual)
 + ``steps`` x (2 if ``guidance != 1`` else 1).
 
+``abduction="ddpm"`` replaces steps 2-3 with edit-friendly DDPM noise maps (`DiffusionModel.noise_maps`,
+drawn from a generator seeded by the sample's seed): reconstruction is exact without a residual, edits are
+stronger, and it costs ``steps`` + ``steps`` x (2 if ``guidance != 1`` else 1) evaluations.
+
 Every sample is computed in a batch of exactly ``batch_size`` rows (padded with copies), so its bytes do not
 depend on which other samples share its batch; the SCM's abduction draws from a generator seeded by the
 sample's own seed.
@@ -40,6 +44,7 @@ from synthfair.model.train import SCM_DIR
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 GUIDES = ("intervened", "all")
+ABDUCTIONS = ("ddim", "ddpm")
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,8 @@ class EngineConfig:
     steps: int = 25  # DDIM steps, the same for inversion and sampling
     guidance: float = 1.0  # classifier-free guidance scale at prediction (1 = none)
     guide: str = "intervened"  # which groups the guidance's null condition drops
-    residual: bool = True  # add back the reconstruction residual
+    residual: bool = True  # add back the reconstruction residual (DDIM abduction)
+    abduction: str = "ddim"  # "ddim": deterministic inversion; "ddpm": edit-friendly noise maps, seeded
     batch_size: int = 8  # rows per network evaluation (samples are padded to it)
 
     def __post_init__(self) -> None:
@@ -57,6 +63,8 @@ class EngineConfig:
             )
         if self.guide not in GUIDES:
             raise ConfigError(f"guide {self.guide!r} is not one of {GUIDES}", "use intervened or all")
+        if self.abduction not in ABDUCTIONS:
+            raise ConfigError(f"abduction {self.abduction!r} is not one of {ABDUCTIONS}", "use ddim or ddpm")
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,7 +75,8 @@ class Counterfactual:
     intervention: dict[str, Any]
     changed: tuple[str, ...]  # covariates whose value differs from the factual
     propagated: bool  # whether descendants were recomputed by an attribute SCM
-    reconstruction_error: float  # mean |x - DDIM(x_T | factual)| before the residual (NaN without residual)
+    reconstruction_error: float  # mean |x - DDIM(x_T | factual)| before the residual (NaN without residual;
+    # 0 for ddpm abduction, exact by construction)
 
 
 class CounterfactualEngine:
@@ -86,12 +95,7 @@ class CounterfactualEngine:
         cls, checkpoint: str | Path, config: EngineConfig | None = None, taxonomy: Taxonomy | None = None
     ) -> CounterfactualEngine:
         """From a run directory (``runs/NAME``, using its ``model/``) or a model directory."""
-        path = Path(checkpoint)
-        model_dir = path / "model" if (path / "model").is_dir() else path
-        if not model_dir.is_dir():
-            raise SynthfairError(
-                f"no model at {checkpoint}", "pass a run directory written by `synthfair train`"
-            )
+        model_dir = resolve_model_dir(checkpoint)
         taxonomy = taxonomy or load_taxonomy()
         model = DiffusionModel.load(model_dir, taxonomy)
         scm = AttributeSCM.load(model_dir / SCM_DIR, taxonomy) if (model_dir / SCM_DIR).is_dir() else None
@@ -100,6 +104,15 @@ class CounterfactualEngine:
     @property
     def size(self) -> int:
         return self.model.config.sample_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.unet.parameters()).device
+
+    def to(self, device: str | torch.device) -> CounterfactualEngine:
+        """Move the denoiser to ``device`` (float32 everywhere: bytes must not depend on autocast)."""
+        self.model.unet.to(device)
+        return self
 
     def __call__(
         self,
@@ -156,20 +169,20 @@ class CounterfactualEngine:
         pad = list(range(n)) + [n - 1] * (
             size - n
         )  # fixed batch shape: per-sample bytes are batch-independent
-        x0 = to_model_space(torch.from_numpy(np.stack([images[i] for i in pad]).astype(np.float32)))
+        device = self.device
+        x0 = to_model_space(torch.from_numpy(np.stack([images[i] for i in pad]).astype(np.float32))).to(
+            device
+        )
         encoder = self.model.encoder
-        cond_f = encoder.encode([factuals[i] for i in pad])
+        cond_f = encoder.encode([factuals[i] for i in pad]).to(device)
         cond_cf = encoder.encode([cfs[i][0] for i in pad])
-        null = self._null(cond_cf, [cfs[i][1] for i in pad])
-        steps = self.config.steps
-        xt = self.model.invert(x0, cond_f, steps)
-        residual, errors = torch.zeros_like(x0), np.full(size, np.nan)
-        if self.config.residual:
-            recon = self.model.sample(xt, cond_f, steps)
-            residual = x0 - recon
-            errors = (to_image_space(recon) - to_image_space(x0)).abs().mean(dim=(1, 2)).numpy()
-        x_cf = self.model.sample(xt, cond_cf, steps, self.config.guidance, null) + residual
-        images_cf = to_image_space(x_cf).numpy()
+        null = self._null(cond_cf, [cfs[i][1] for i in pad]).to(device)  # masks built on the CPU
+        cond_cf = cond_cf.to(device)
+        if self.config.abduction == "ddpm":
+            x_cf, errors = self._ddpm(x0, cond_f, cond_cf, null, [seeds[i] for i in pad])
+        else:
+            x_cf, errors = self._ddim(x0, cond_f, cond_cf, null)
+        images_cf = to_image_space(x_cf).cpu().numpy()
         return [
             Counterfactual(
                 image=images_cf[i].astype(np.float32),
@@ -183,12 +196,37 @@ class CounterfactualEngine:
             for i in range(n)
         ]
 
+    def _ddim(self, x0, cond_f, cond_cf, null) -> tuple[torch.Tensor, np.ndarray]:
+        steps = self.config.steps
+        xt = self.model.invert(x0, cond_f, steps)
+        residual, errors = torch.zeros_like(x0), np.full(x0.shape[0], np.nan)
+        if self.config.residual:
+            recon = self.model.sample(xt, cond_f, steps)
+            residual = x0 - recon
+            errors = (to_image_space(recon) - to_image_space(x0)).abs().mean(dim=(1, 2)).cpu().numpy()
+        return self.model.sample(xt, cond_cf, steps, self.config.guidance, null) + residual, errors
+
+    def _ddpm(self, x0, cond_f, cond_cf, null, seeds) -> tuple[torch.Tensor, np.ndarray]:
+        generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        xt, corrections = self.model.noise_maps(x0, cond_f, self.config.steps, generators)
+        x_cf = self.model.sample_with_noise_maps(xt, cond_cf, corrections, self.config.guidance, null)
+        return x_cf, np.zeros(x0.shape[0])  # exact reconstruction by construction
+
     def _null(self, cond: torch.Tensor, changed: list[tuple[str, ...]]) -> torch.Tensor:
         encoder = self.model.encoder
         if self.config.guide == "all":
             return encoder.null(cond)
         mask = torch.tensor([[g.name in c for g in encoder.groups] for c in changed], dtype=torch.bool)
         return encoder.null(cond, mask)
+
+
+def resolve_model_dir(checkpoint: str | Path) -> Path:
+    """A run directory's ``model/``, or ``checkpoint`` itself if it is a model directory."""
+    path = Path(checkpoint)
+    model_dir = path / "model" if (path / "model").is_dir() else path
+    if not model_dir.is_dir():
+        raise SynthfairError(f"no model at {checkpoint}", "pass a run directory written by `synthfair train`")
+    return model_dir
 
 
 def parse_do(items: Sequence[str], taxonomy: Taxonomy | None = None) -> dict[str, Any]:

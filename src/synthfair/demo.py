@@ -1,9 +1,10 @@
 """`synthfair demo`: the whole pipeline as it stands, on the built-in phantom, in minutes on a laptop CPU.
 
 Stages so far: (1) render a phantom source, (2) a counterfactual grid, (3) ingest the source into a
-harmonized index, (4) preprocess the index into training-ready WebDataset shards, (5) a short report of what
-was made (covariate counts, the confounding planted by the phantom's SCM, the index's small intersections).
-Later stages join as they land.
+harmonized index, (4) preprocess the index into training-ready WebDataset shards, (5) [with train] retrain
+phantom-64, (6) the model's counterfactuals against the phantom's exact ones, (7) plan, generate and
+finalize a small release (WebDataset shards, manifest, SHA256SUMS, samples.parquet, dataset card), (8) a
+short report of what was made. Later stages join as they land.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig
 from synthfair.environment import usable_cpus
 from synthfair.evaluate.phantom_truth import compare_with_truth
+from synthfair.generate import GenerateConfig, finalize, generate, load_plan_spec, make_plan, write_plan
 from synthfair.index import read_index
 from synthfair.index_stats import index_stats
 from synthfair.ingest import ingest
@@ -43,6 +46,26 @@ class DemoConfig:
     train_n: int = 3000  # phantom subjects rendered for training when train=True
     truth_subjects: int = 4  # held-out subjects whose model counterfactuals are compared with the truth
     cf_steps: int = 10  # DDIM steps of the counterfactual engine (bench/counterfactual.py measures 25 too)
+    release_families: int = 8  # subjects whose counterfactual families make the demo release
+
+
+# the demo release's plan (written to DEMO/plan.yaml): per family the factual, its reconstruction and its
+# counterfactuals (no-ops left out), in shards of 20 samples; every demo subject is held out from the model
+DEMO_PLAN = {
+    "seed": 0,
+    "shard_size": 20,
+    "select": {},
+    "include_factual": True,
+    "include_reconstruction": True,
+    "interventions": [
+        {"sex": "flip"},
+        {"age": [25, 85]},
+        {"findings.cardiomegaly": "toggle"},
+        {"findings.pleural_effusion": "toggle"},
+        {"view": ["PA", "AP"]},
+        {"device": ["philips", "siemens"]},
+    ],
+}
 
 
 @dataclass
@@ -54,6 +77,7 @@ class DemoResult:
     cache: Path
     model: Path
     truth_grid: Path
+    release: Path
     report: Path
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -72,6 +96,7 @@ def run_demo(
         cache=out / f"cache-{config.cache_size}",
         model=out / "runs" / "phantom-64" if config.train else pretrained_path("phantom-64"),
         truth_grid=out / "model_vs_truth.png",
+        release=out / "release",
         report=out / "report.md",
     )
     t = time.perf_counter()
@@ -109,8 +134,37 @@ def run_demo(
     )
     comparison.grid(rows=config.truth_subjects).save(result.truth_grid)
     result.seconds["model counterfactuals vs truth"] = time.perf_counter() - t
-    result.report.write_text(_report(phantom, result, config) + _truth_section(result, comparison, config))
+    t = time.perf_counter()
+    release = _release(result, config)
+    result.seconds["plan, generate, finalize"] = time.perf_counter() - t
+    result.report.write_text(
+        _report(phantom, result, config) + _truth_section(result, comparison, config) + release
+    )
     return result
+
+
+def _release(result: DemoResult, config: DemoConfig) -> str:
+    """Plan, generate and finalize a small release of the test split; the report's section on it."""
+    spec_path = result.out / "plan.yaml"
+    spec = {**DEMO_PLAN, "select": {"limit": config.release_families}}
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    plan = make_plan(read_index(result.index), load_plan_spec(spec_path))
+    write_plan(plan, result.out / "plan.parquet", result.index)
+    engine = EngineConfig(steps=config.cf_steps, batch_size=8)
+    generate(result.out / "plan.parquet", result.model, result.release, GenerateConfig(engine=engine))
+    done = finalize(result.release)
+    lines = [
+        "",
+        "## A generated release",
+        "",
+        f"Plan `{spec_path}` -> {plan.summary()}.",
+        f"Release -> `{result.release}`: {done.samples} samples in {done.shards} WebDataset shards "
+        f"({done.bytes / 1e6:.1f} MB, {done.failed} failed); `manifest.json`, `samples.parquet`, "
+        f"`SHA256SUMS` (check: `cd {result.release} && sha256sum -c SHA256SUMS`) and the dataset card "
+        f"`{result.release / 'DATASET_CARD.md'}`, its numbers filled by `synthfair finalize`.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _train_model(result: DemoResult, config: DemoConfig, phantom_config: PhantomConfig, on_image) -> None:

@@ -20,6 +20,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a machine crash leaves the old file or the new
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -14,7 +14,19 @@ from typing import Annotated
 import typer
 
 import synthfair
-from synthfair.cli import counterfactual, demo, env, index, ingest, phantom, preprocess, train
+from synthfair.cli import (
+    counterfactual,
+    demo,
+    env,
+    finalize,
+    generate,
+    index,
+    ingest,
+    phantom,
+    plan,
+    preprocess,
+    train,
+)
 from synthfair.errors import SynthfairError
 
 EXIT_KNOWN_ERROR = 2
@@ -35,6 +47,9 @@ COMMANDS = [
     ("preprocess", preprocess.preprocess),
     ("train", train.train),
     ("counterfactual", counterfactual.counterfactual),
+    ("plan", plan.plan),
+    ("generate", generate.generate),
+    ("finalize", finalize.finalize),
     ("demo", demo.demo),
 ]
 for _name, _function in COMMANDS:

@@ -11,6 +11,14 @@
   group (``guide="all"``) or only the intervened ones (``guide="intervened"``).
 
 Both directions use the same step count and spacing and ``clip_sample=False``, as inversion requires.
+
+Alternative abduction, edit-friendly DDPM noise maps (Huberman-Spiegelglas, Kulikov and Michaeli, CVPR 2024):
+each ``x_t`` of the step schedule is drawn independently from ``q(x_t | x_0)`` with a seeded generator, and
+the abducted noise is the correction ``c_t = x_{t-1} - mu(x_t | factual)`` that makes each stochastic
+(eta = 1) reverse step land on the next ``x_t``. Prediction re-runs the reverse chain under the
+counterfactual covariates with the same corrections (``sample_with_noise_maps``). Reconstruction is exact by
+construction, and the noise maps hold less of the image's structure than a DDIM ``x_T`` does, so the
+counterfactual condition moves the image further (measured in docs/benchmarks.md).
 A model directory holds ``unet/`` (diffusers ``save_pretrained``, safetensors), ``scheduler/`` and
 ``synthfair_model.json`` (model config, conditioning covariates, taxonomy hash, package version).
 """
@@ -33,6 +41,7 @@ from synthfair.model.conditioning import ConditionEncoder
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 MODEL_FILE = "synthfair_model.json"
+TIME_SCALE_SHIFTS = ("default", "scale_shift")
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,9 @@ class ModelConfig:
     norm_num_groups: int = 8
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"  # cosine: keeps signal at small sizes
+    # how the time + covariate embedding enters each ResNet block: "default" adds it as a bias, "scale_shift"
+    # modulates the normalized features (scale and shift, as in ADM): a stronger hold for the conditioning
+    time_scale_shift: str = "default"
     covariates: tuple[str, ...] = ()  # conditioning covariates; () = every covariate of the taxonomy
 
     def __post_init__(self) -> None:
@@ -58,6 +70,11 @@ class ModelConfig:
                 f"model.block_out_channels {self.block_out_channels} are not multiples of norm_num_groups "
                 f"{self.norm_num_groups}",
                 "pick channel counts divisible by norm_num_groups",
+            )
+        if self.time_scale_shift not in TIME_SCALE_SHIFTS:
+            raise ConfigError(
+                f"model.time_scale_shift {self.time_scale_shift!r} is not one of {TIME_SCALE_SHIFTS}",
+                "use scale_shift (stronger conditioning) or default",
             )
 
 
@@ -77,6 +94,7 @@ def build_unet(config: ModelConfig, cond_dim: int) -> UNet2DConditionModel:
         class_embed_type="projection",
         projection_class_embeddings_input_dim=cond_dim,
         norm_num_groups=config.norm_num_groups,
+        resnet_time_scale_shift=config.time_scale_shift,
         attention_head_dim=8,
         cross_attention_dim=8,  # unused: no cross-attention blocks, but diffusers needs a number
     )
@@ -159,6 +177,60 @@ class DiffusionModel:
         for t in ddim.timesteps:
             x = ddim.step(self.eps(x, t, cond, guidance, null), t, x, eta=0.0).prev_sample
         return x
+
+    @torch.no_grad()
+    def noise_maps(
+        self, x0: torch.Tensor, cond: torch.Tensor, steps: int, generators: list[torch.Generator]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Edit-friendly DDPM abduction of images ``x0`` in [-1, 1]: (x_T, one correction per step).
+
+        ``generators`` holds one generator per row: a row's noise does not depend on the other rows.
+        """
+        timesteps = self._timesteps(steps)
+        noised = []
+        for t in timesteps:
+            noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in generators]).to(x0)
+            a = self._alpha(t)
+            noised.append(a.sqrt() * x0 + (1 - a).sqrt() * noise)
+        corrections = []
+        for k, t in enumerate(timesteps):
+            target = noised[k + 1] if k + 1 < len(timesteps) else x0
+            corrections.append(
+                target - self._posterior_mean(noised[k], t, steps, self.eps(noised[k], t, cond))
+            )
+        return noised[0], corrections
+
+    @torch.no_grad()
+    def sample_with_noise_maps(
+        self,
+        xt: torch.Tensor,
+        cond: torch.Tensor,
+        corrections: list[torch.Tensor],
+        guidance: float = 1.0,
+        null: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The reverse DDPM chain from ``xt`` under ``cond``, each step plus its abducted correction."""
+        x = xt
+        steps = len(corrections)
+        for t, correction in zip(self._timesteps(steps), corrections, strict=True):
+            x = self._posterior_mean(x, t, steps, self.eps(x, t, cond, guidance, null)) + correction
+        return x
+
+    def _timesteps(self, steps: int) -> list[int]:
+        ddim = DDIMScheduler.from_config(self._ddim_config())
+        ddim.set_timesteps(steps)
+        return [int(t) for t in ddim.timesteps]
+
+    def _alpha(self, t: int) -> torch.Tensor:
+        """alpha-bar at ``t`` (1 below 0, as DDIM's ``set_alpha_to_one``), float64 for the step algebra."""
+        return self.scheduler.alphas_cumprod[t].double() if t >= 0 else torch.tensor(1.0, dtype=torch.float64)
+
+    def _posterior_mean(self, x: torch.Tensor, t: int, steps: int, eps: torch.Tensor) -> torch.Tensor:
+        """Mean of the eta = 1 (DDPM) reverse step from ``t`` to the previous timestep of ``steps``."""
+        a, prev = self._alpha(t), self._alpha(t - self.config.num_train_timesteps // steps)
+        variance = (1 - prev) / (1 - a) * (1 - a / prev)
+        x0 = (x - (1 - a).sqrt().float() * eps) / a.sqrt().float()
+        return prev.sqrt().float() * x0 + (1 - prev - variance).clamp(min=0).sqrt().float() * eps
 
     def _ddim_config(self) -> dict[str, Any]:
         # "leading": the first sampling step is below t = T - 1, where the cosine schedule has alpha ~ 0 and

@@ -1,0 +1,89 @@
+"""`synthfair generate --plan plan.parquet --checkpoint runs/NAME --out RELEASE_DIR`: write planned shards.
+
+Alone it writes every shard (or ``--shards A:B``). In a Slurm array task, ``--task-index/--num-tasks``
+(default: ``SLURM_ARRAY_TASK_ID`` and ``SLURM_ARRAY_TASK_COUNT``) pick a contiguous block of shards. Under
+``accelerate launch`` each process writes the block's shards at positions congruent to its process index.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import typer
+
+from synthfair.cli.progress import bar
+from synthfair.counterfactual import EngineConfig
+from synthfair.errors import ConfigError
+from synthfair.generate.plan import read_plan
+from synthfair.generate.runner import GenerateConfig, process_shards, shard_count, task_shards
+from synthfair.generate.runner import generate as generate_release
+
+
+def generate(
+    plan: Annotated[Path, typer.Option(help="The plan (from `synthfair plan`).")],
+    checkpoint: Annotated[Path, typer.Option(help="A run directory (runs/NAME) or a model directory.")],
+    out: Annotated[Path, typer.Option(help="The release directory (re-running resumes).")],
+    shards: Annotated[str | None, typer.Option(help="A shard range A:B (B excluded); default: all.")] = None,
+    task_index: Annotated[
+        int | None, typer.Option(help="Array task index (default SLURM_ARRAY_TASK_ID).")
+    ] = None,
+    num_tasks: Annotated[
+        int | None, typer.Option(help="Array tasks (default SLURM_ARRAY_TASK_COUNT).")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (1 = none).")] = 1.0,
+    abduction: Annotated[
+        str, typer.Option(help="ddim (inversion + residual) or ddpm (noise maps).")
+    ] = "ddim",
+    batch_size: Annotated[int, typer.Option(help="Samples per network evaluation.")] = 8,
+    encode_workers: Annotated[int, typer.Option(help="PNG-encoding threads.")] = 2,
+    fit: Annotated[str, typer.Option(help="How factual images are fitted: crop, pad or stretch.")] = "crop",
+) -> None:
+    """Generate the planned samples into WebDataset shards, each process writing whole shards."""
+    import torch
+    from accelerate import PartialState  # lazy: the CLI starts fast
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes join a gloo group, as in training
+    table, _ = read_plan(plan)
+    wanted = _wanted(shards, task_index, num_tasks, shard_count(table))
+    engine = EngineConfig(steps=steps, guidance=guidance, abduction=abduction, batch_size=batch_size)
+    config = GenerateConfig(engine=engine, fit=fit, encode_workers=encode_workers)
+    mine = process_shards(wanted, state.process_index, state.num_processes)
+    rows = pc.sum(pc.is_in(table["shard"], pa.array(mine, pa.int32()))).as_py() or 0
+    label = (
+        f"generate [{state.process_index}/{state.num_processes}]" if state.num_processes > 1 else "generate"
+    )
+    with bar(rows, label) as tick:
+        result = generate_release(plan, checkpoint, out, config, wanted, state.process_index,
+                                  state.num_processes, str(state.device), tick)  # fmt: skip
+    typer.echo(
+        f"process {state.process_index}: {len(result.shards)} shards ({result.written} written now, "
+        f"{result.skipped} already done), {result.samples} samples, {result.failed} failed, "
+        f"{result.seconds:.0f} s"
+    )
+    if state.is_main_process:
+        typer.echo(f"release: {out.resolve()} (when every shard is done: synthfair finalize {out})")
+
+
+def _wanted(shards: str | None, task_index: int | None, num_tasks: int | None, n_shards: int) -> list[int]:
+    if shards is not None:
+        first, sep, last = shards.partition(":")
+        try:
+            a, b = int(first), int(last) if sep else int(first) + 1
+        except ValueError:
+            raise ConfigError(f"--shards {shards!r} is not a range A:B", "e.g. --shards 0:4") from None
+        return list(range(a, min(b, n_shards)))
+    task_index = _env_int("SLURM_ARRAY_TASK_ID") if task_index is None else task_index
+    num_tasks = _env_int("SLURM_ARRAY_TASK_COUNT") if num_tasks is None else num_tasks
+    if task_index is None or num_tasks is None:
+        return list(range(n_shards))
+    return list(task_shards(n_shards, task_index, num_tasks))
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None

@@ -1,0 +1,63 @@
+"""The files of a release directory, in one place (DESIGN.md section 6).
+
+RELEASE/release.json              the request (plan and checkpoint hashes, engine settings); written first,
+                                  checked by every later run so a release never mixes two requests
+RELEASE/plan.parquet              a copy of the plan it was generated from
+RELEASE/shards/000000.tar         <key>.png (16-bit grayscale) + <key>.json (schema synthfair.sample/1)
+RELEASE/shards/000000.parquet     one row per plan row of the shard, failures included (status, error)
+RELEASE/shards/000000_stats.json  written last: its existence marks the shard as done
+-- written by finalize --
+RELEASE/samples.parquet           one row per written sample across all shards, covariates as columns
+RELEASE/manifest.json             dataset version, checkpoint, config, taxonomy hash, one entry per shard
+RELEASE/shardindex.json           the wids shard index (wids-shard-index-v1) of the same shards
+RELEASE/DATASET_CARD.md           the dataset card with its numbers section filled from the release
+RELEASE/SHA256SUMS                "<sha256>  <path>" per file, checkable with ``sha256sum -c SHA256SUMS``
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+SAMPLE_SCHEMA = "synthfair.sample/1"
+RELEASE_SCHEMA = "synthfair.release/1"
+PLAN_SCHEMA = "synthfair.plan/1"
+REQUEST_FILE = "release.json"
+PLAN_FILE = "plan.parquet"
+SAMPLES_FILE = "samples.parquet"
+MANIFEST_FILE = "manifest.json"
+SHARD_INDEX_FILE = "shardindex.json"
+CARD_FILE = "DATASET_CARD.md"
+SUMS_FILE = "SHA256SUMS"
+TAR_MTIME = 0.0  # fixed member mtime: byte-identical tars
+KINDS = ("factual", "reconstruction", "counterfactual")
+
+# one row per plan row of a shard: what happened to it
+STATUS_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("status", pa.string()),  # "ok" or "failed"
+        ("error", pa.string()),
+        ("png_sha256", pa.string()),
+        ("covariates", pa.string()),  # JSON: the sample's covariates (after propagation through the SCM)
+        ("changed", pa.list_(pa.string())),  # covariates that differ from the factual
+        ("reconstruction_error", pa.float64()),
+    ]
+)
+
+
+def shard_name(shard: int) -> str:
+    return f"{shard:06d}"
+
+
+def tar_path(release: str | Path, shard: int) -> Path:
+    return Path(release) / "shards" / f"{shard_name(shard)}.tar"
+
+
+def status_path(release: str | Path, shard: int) -> Path:
+    return Path(release) / "shards" / f"{shard_name(shard)}.parquet"
+
+
+def stats_path(release: str | Path, shard: int) -> Path:
+    return Path(release) / "shards" / f"{shard_name(shard)}_stats.json"

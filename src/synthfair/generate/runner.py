@@ -1,0 +1,359 @@
+"""Generate a planned release: each process writes whole shards of counterfactual samples, resumably.
+
+Per shard (files in `synthfair.generate.layout`):
+
+1. leftovers of a killed run (temporary files) are removed;
+2. the shard's factual images are read and fitted to the model's size once per family; an image that cannot
+   be read fails its family's rows with the reason (recorded, counted, never dropped silently);
+3. the counterfactual engine runs the reconstruction and counterfactual rows in fixed-size batches, each
+   sample with its planned seed; PNG encoding runs in a small thread pool while the model works;
+4. ``<key>.png`` + ``<key>.json`` go into a tar with a fixed mtime, written under a temporary name and
+   renamed; then the per-shard Parquet of statuses; then ``_stats.json``, last: it marks the shard done.
+
+A re-run skips done shards and redoes unfinished ones. ``release.json`` records the request (plan, checkpoint,
+engine settings) on the first run and refuses a different one later. Which process does a shard does not
+change its bytes: keys, seeds and batch composition come from the plan, not from the process layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+
+import synthfair
+from synthfair.config import config_to_dict
+from synthfair.counterfactual import CounterfactualEngine, EngineConfig, resolve_model_dir
+from synthfair.errors import ConfigError, SynthfairError
+from synthfair.fileio import HASH_BLOCK, atomic_write, sha256_file, write_json
+from synthfair.generate import layout
+from synthfair.generate.plan import read_plan
+from synthfair.model.diffusion import MODEL_FILE
+from synthfair.preprocess import FITS, fit_image
+from synthfair.sources.readers import ImageReadError, read_image
+from synthfair.taxonomy import Taxonomy, load_taxonomy
+
+WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    fit: str = "crop"  # how factual images are fitted to the model's size (see synthfair.preprocess)
+    encode_workers: int = 2  # PNG-encoding threads beside the model
+
+    def __post_init__(self) -> None:
+        if self.fit not in FITS:
+            raise ConfigError(f"fit {self.fit!r} is not one of {FITS}", "use crop, pad or stretch")
+        if self.encode_workers < 1:
+            raise ConfigError(f"encode_workers must be >= 1, got {self.encode_workers}", "use e.g. 2")
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    out: Path
+    shards: tuple[int, ...]  # the shards this process is responsible for
+    written: int  # shards written by this call
+    skipped: int  # shards already done
+    samples: int  # samples written by this call
+    failed: int  # plan rows of the written shards that failed
+    seconds: float
+
+
+def shard_count(plan: pa.Table) -> int:
+    return int(pc.max(plan["shard"]).as_py()) + 1 if plan.num_rows else 0
+
+
+def task_shards(n_shards: int, task_index: int, num_tasks: int) -> range:
+    """The contiguous block of shards of array task ``task_index`` of ``num_tasks`` (the first tasks get one
+    more when the shards do not divide evenly)."""
+    if not 0 <= task_index < num_tasks:
+        raise ConfigError(
+            f"task index {task_index} is outside 0..{num_tasks - 1}",
+            "pass --task-index in [0, --num-tasks) (Slurm: SLURM_ARRAY_TASK_ID with a 0-based --array)",
+        )
+    base, extra = divmod(n_shards, num_tasks)
+    start = task_index * base + min(task_index, extra)
+    return range(start, start + base + (task_index < extra))
+
+
+def process_shards(shards: Sequence[int], process_index: int, num_processes: int) -> list[int]:
+    """The shards of ``shards`` that process ``process_index`` of ``num_processes`` writes."""
+    return [s for position, s in enumerate(shards) if position % num_processes == process_index]
+
+
+def generate(
+    plan: str | Path,
+    checkpoint: str | Path,
+    out: str | Path,
+    config: GenerateConfig | None = None,
+    shards: Sequence[int] | None = None,
+    process_index: int = 0,
+    num_processes: int = 1,
+    device: str | None = None,
+    on_sample: Callable[[int], None] | None = None,
+    taxonomy: Taxonomy | None = None,
+) -> GenerateResult:
+    """Write this process's share of ``shards`` (default: all of the plan's) to the release ``out``."""
+    start = time.time()
+    config = config or GenerateConfig()
+    taxonomy = taxonomy or load_taxonomy()
+    table, _ = read_plan(plan)
+    n_shards = shard_count(table)
+    wanted = list(range(n_shards)) if shards is None else list(shards)
+    outside = [s for s in wanted if not 0 <= s < n_shards]
+    if outside:
+        raise ConfigError(f"shards {outside[:5]} are not in the plan (0..{n_shards - 1})", "check --shards")
+    out = Path(out)
+    (out / "shards").mkdir(parents=True, exist_ok=True)
+    model_dir = resolve_model_dir(checkpoint)
+    engine = CounterfactualEngine.load(model_dir, config.engine, taxonomy)
+    if device is not None:
+        engine.to(device)
+    request = _request(plan, model_dir, config, engine, n_shards, taxonomy)
+    _claim(out, request, plan)
+    mine = process_shards(wanted, process_index, num_processes)
+    tick = on_sample or (lambda n: None)
+    written = samples = failed = 0
+    rows_by_shard = _rows_by_shard(table, set(mine))
+    with ThreadPoolExecutor(config.encode_workers) as pool:
+        for shard in mine:
+            if layout.stats_path(out, shard).exists():
+                tick(len(rows_by_shard[shard]))
+                continue
+            stats = _write_shard(out, shard, rows_by_shard[shard], engine, config, request, pool, tick)
+            written, samples, failed = written + 1, samples + stats["nsamples"], failed + stats["failed"]
+    return GenerateResult(
+        out, tuple(mine), written, len(mine) - written, samples, failed, time.time() - start
+    )
+
+
+# -- the request --------------------------------------------------------------------------------------------
+def _request(plan, model_dir: Path, config, engine, n_shards: int, taxonomy: Taxonomy) -> dict[str, Any]:
+    weights = model_dir / WEIGHTS
+    if not weights.is_file():
+        raise SynthfairError(f"no weights at {weights}", "pass a model written by `synthfair train`")
+    return {
+        "schema": layout.RELEASE_SCHEMA,
+        "plan_sha256": sha256_file(plan),
+        "checkpoint_sha256": sha256_file(weights),
+        "model_config_sha256": sha256_file(model_dir / MODEL_FILE),
+        "engine": config_to_dict(config.engine),
+        "fit": config.fit,
+        "size": engine.size,
+        "scm": engine.scm is not None,
+        # CPU kernels sum in a thread-count-dependent order: the same bytes need the same thread count
+        "device_type": engine.device.type,
+        "torch_threads": torch.get_num_threads() if engine.device.type == "cpu" else None,
+        "shards": n_shards,
+        "taxonomy_sha256": taxonomy.sha256,
+        "synthfair_version": synthfair.__version__,
+    }
+
+
+def _claim(out: Path, request: dict[str, Any], plan) -> None:
+    """Record the request (first run) or check it against the recorded one; copy the plan in."""
+    path = out / layout.REQUEST_FILE
+    if path.exists():
+        old = json.loads(path.read_text())
+        diff = sorted(k for k in request if old.get(k) != request[k])
+        if diff:
+            raise SynthfairError(
+                f"{out} holds a release made with another {', '.join(diff)} ({path})",
+                "use a new --out directory, or the plan, checkpoint and settings recorded there",
+            )
+    else:
+        write_json(path, request, sort_keys=True)
+    if not (out / layout.PLAN_FILE).exists():
+        atomic_write(out / layout.PLAN_FILE, lambda f: f.write(Path(plan).read_bytes()))
+
+
+def _rows_by_shard(table: pa.Table, shards: set[int]) -> dict[int, list[dict[str, Any]]]:
+    """The plan rows of ``shards`` only (a 1M-row plan is never turned into Python objects whole)."""
+    mine = table.filter(pc.is_in(table["shard"], pa.array(sorted(shards), pa.int32())))
+    by_shard: dict[int, list[dict[str, Any]]] = {s: [] for s in shards}
+    for row in mine.to_pylist():
+        by_shard[row["shard"]].append(row)
+    return by_shard
+
+
+# -- one shard ----------------------------------------------------------------------------------------------
+def _write_shard(out, shard, rows, engine, config, request, pool, tick) -> dict[str, Any]:
+    import webdataset as wds  # lazy: only generation needs it
+
+    start = time.time()
+    _remove_leftovers(out, shard)
+    images, errors = _factual_images(rows, engine.size, config.fit)
+    encoded: dict[str, Future] = {}  # key -> PNG + JSON, encoded by the pool while the model works on
+    statuses: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["family"] in errors:
+            statuses[row["key"]] = _status(row["key"], "failed", errors[row["family"]])
+            tick(1)
+        elif row["kind"] == "factual":
+            encoded[row["key"]] = pool.submit(_encode, *_sample(row, images[row["family"]], None, request))
+            tick(1)
+    model_rows = [r for r in rows if r["kind"] != "factual" and r["family"] in images]
+    for start in range(0, len(model_rows), config.engine.batch_size):
+        batch = model_rows[start : start + config.engine.batch_size]
+        for row, result in zip(batch, _run_model(batch, images, engine), strict=True):
+            encoded[row["key"]] = pool.submit(_encode, *_sample(row, images[row["family"]], result, request))
+        tick(len(batch))
+    tar = layout.tar_path(out, shard)
+
+    def write(f) -> None:
+        with wds.TarWriter(f, mtime=layout.TAR_MTIME, encoder=False) as writer:
+            for row in rows:
+                if row["key"] not in encoded:
+                    continue
+                png, text, record = encoded[row["key"]].result()
+                writer.write({"__key__": row["key"], "png": png, "json": text})
+                statuses[row["key"]] = _status(row["key"], "ok", None, png, record)
+
+    atomic_write(tar, write)
+    status_rows = [statuses[row["key"]] for row in rows]
+    status_table = pa.Table.from_pylist(status_rows, schema=layout.STATUS_SCHEMA)
+    atomic_write(layout.status_path(out, shard), lambda f: pq.write_table(status_table, f))
+    ok = [row for row in rows if statuses[row["key"]]["status"] == "ok"]
+    stats = {
+        "shard": shard,
+        "url": f"shards/{tar.name}",
+        **_digests(tar),
+        "filesize": tar.stat().st_size,
+        "nsamples": len(ok),
+        "failed": len(rows) - len(ok),
+        "first_key": rows[0]["key"],
+        "last_key": rows[-1]["key"],
+        "counts": {
+            "kind": dict(sorted(Counter(r["kind"] for r in ok).items())),
+            "label": dict(sorted(Counter(r["label"] for r in ok).items())),
+        },
+        "errors": dict(sorted(Counter(s["error"] for s in status_rows if s["error"]).items())),
+        "seconds": round(time.time() - start, 3),
+    }
+    write_json(layout.stats_path(out, shard), stats)
+    return stats
+
+
+def _remove_leftovers(out: Path, shard: int) -> None:
+    name = layout.shard_name(shard)
+    for leftover in (out / "shards").glob(f".{name}*.tmp"):
+        leftover.unlink()
+    for partial in (layout.tar_path(out, shard), layout.status_path(out, shard)):
+        partial.unlink(missing_ok=True)
+
+
+def _factual_images(rows, size: int, fit: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Each family's factual image fitted to ``size`` (float32 [0, 1]); or its read error."""
+    images: dict[str, np.ndarray] = {}
+    errors: dict[str, str] = {}
+    for row in rows:
+        family = row["family"]
+        if family in images or family in errors:
+            continue
+        try:
+            images[family] = fit_image(read_image(row["image"]).image, size, fit).astype(np.float32)
+        except ImageReadError as err:
+            errors[family] = f"factual image: {err.message}"
+        except FileNotFoundError:
+            errors[family] = f"factual image {row['image']} does not exist"
+    return images, errors
+
+
+def _run_model(batch, images, engine: CounterfactualEngine) -> list[Any]:
+    """The engine's counterfactuals of a batch of plan rows (reconstruction and counterfactual kinds)."""
+    return engine(
+        [images[r["family"]] for r in batch],
+        [json.loads(r["factual"]) for r in batch],
+        [json.loads(r["intervention"]) for r in batch],
+        [r["seed"] for r in batch],
+    )
+
+
+def _sample(row, factual_image: np.ndarray, result, request) -> tuple[np.ndarray, dict[str, Any]]:
+    """The image and the ``synthfair.sample/1`` record of one plan row."""
+    factual = json.loads(row["factual"])
+    record: dict[str, Any] = {
+        "schema": layout.SAMPLE_SCHEMA,
+        "key": row["key"],
+        "family": row["family"],
+        "kind": row["kind"],
+        "parent": row["parent"],
+        "label": row["label"],
+        "source": {"dataset": row["dataset"], "id": row["source_id"], "split": row["split"]},
+        "factual": factual,
+        "intervention": json.loads(row["intervention"]),
+        "seed": row["seed"],
+        "sample_hash": row["sample_hash"],
+        "model": {
+            "checkpoint_sha256": request["checkpoint_sha256"],
+            "config_sha256": request["model_config_sha256"],
+        },  # fmt: skip
+        "generation": {"size": request["size"], "fit": request["fit"], **request["engine"]},
+    }
+    if row["phantom"]:
+        record["phantom"] = json.loads(row["phantom"])
+    if result is None:  # the factual image itself
+        record.update(covariates=factual, changed=[], propagated=False, reconstruction_error=None)
+        return factual_image, record
+    error = result.reconstruction_error
+    record.update(
+        covariates=result.covariates,
+        changed=list(result.changed),
+        propagated=result.propagated,
+        reconstruction_error=None if np.isnan(error) else round(float(error), 7),
+    )
+    return result.image, record
+
+
+def _encode(image: np.ndarray, record: dict[str, Any]) -> tuple[bytes, bytes, dict[str, Any]]:
+    pixels = np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue(), json.dumps(record, sort_keys=True).encode(), record
+
+
+def _status(key, status, error, png: bytes | None = None, record: dict | None = None) -> dict[str, Any]:
+    return {
+        "key": key,
+        "status": status,
+        "error": error,
+        "png_sha256": hashlib.sha256(png).hexdigest() if png is not None else None,
+        "covariates": json.dumps(record["covariates"], sort_keys=True) if record else None,
+        "changed": list(record["changed"]) if record else None,
+        "reconstruction_error": record["reconstruction_error"] if record else None,
+    }
+
+
+def _digests(path: Path) -> dict[str, str]:
+    """sha256 (our checksums) and md5 (the wids shard index's) of a file, in one read."""
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while block := f.read(HASH_BLOCK):
+            sha.update(block)
+            md5.update(block)
+    return {"sha256": sha.hexdigest(), "md5sum": md5.hexdigest()}
+
+
+def release_complete(out: str | Path) -> tuple[int, list[int]]:
+    """(shards in the release's plan, the shards not done yet)."""
+    out = Path(out)
+    request = out / layout.REQUEST_FILE
+    if not request.is_file():
+        raise SynthfairError(f"{out} is not a release (no {layout.REQUEST_FILE})", "run `synthfair generate`")
+    n = json.loads(request.read_text())["shards"]
+    return n, [s for s in range(n) if not layout.stats_path(out, s).exists()]
