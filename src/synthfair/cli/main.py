@@ -22,6 +22,7 @@ from synthfair.cli import (
     generate,
     index,
     ingest,
+    oracles,
     phantom,
     plan,
     preprocess,
@@ -55,6 +56,7 @@ COMMANDS = [
 for _name, _function in COMMANDS:
     app.command(_name)(_function)
 app.add_typer(index.app, name="index")
+app.add_typer(oracles.app, name="oracles")
 # ------------------------------------------------------------------------------------------------------------
 
 
