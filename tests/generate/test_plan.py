@@ -50,7 +50,8 @@ def test_keywords_combinations_noops_and_filters(phantom_index):
     factual_rows = [r for r in rows if r["kind"] == "factual"]
     assert factual_rows and all(json.loads(r["factual"])["view"] == "PA" for r in factual_rows)
     n_labels = 13
-    per_family = 2 + 2 + n_labels  # view: all minus the factual's own (a no-op), sex x age, each finding
+    views = set(read_index(phantom_index)["view"])  # all: the values the index holds
+    per_family = (len(views) - 1) + 2 + n_labels  # view: all minus the factual's own, sex x age, findings
     assert len(rows) == len(factual_rows) * (1 + per_family)
     assert plan.skipped_noop == len(factual_rows)  # view=PA for a PA image
     assert "no-op" in plan.summary() and f"{len(rows)} samples" in plan.summary()
@@ -91,3 +92,12 @@ def test_spec_yaml_errors_name_the_file(tmp_path):
 def test_an_empty_selection_is_an_error(phantom_index):
     with pytest.raises(ConfigError, match="matches none of the index's 8 images"):
         plan_of(phantom_index, select={"where": {"age": [0, 1]}})
+
+
+def test_all_and_flip_range_over_the_values_the_index_holds(phantom_index):
+    observed = set(read_index(phantom_index)["device"])
+    plan = plan_of(phantom_index, interventions=[{"device": "all"}], include_reconstruction=False)
+    devices = {json.loads(r)["device"] for r in plan.table["intervention"].to_pylist() if r != "{}"}
+    assert devices <= observed and len(devices) >= 1
+    explicit = plan_of(phantom_index, interventions=[{"device": ["agfa"]}])  # named: generated anyway
+    assert "device=agfa" in explicit.table["label"].to_pylist()

@@ -18,6 +18,7 @@ from synthfair.cli import (
     counterfactual,
     demo,
     env,
+    evaluate,
     finalize,
     generate,
     index,
@@ -51,6 +52,7 @@ COMMANDS = [
     ("plan", plan.plan),
     ("generate", generate.generate),
     ("finalize", finalize.finalize),
+    ("evaluate", evaluate.evaluate),
     ("demo", demo.demo),
 ]
 for _name, _function in COMMANDS:

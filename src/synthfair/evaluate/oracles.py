@@ -126,6 +126,18 @@ class Oracles:
                 out[name].append(oracle.predict(x))
         return {name: np.concatenate(parts) for name, parts in out.items()}
 
+    def features(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Images (N, H, W) in [0, 1] -> (N, D): every oracle's pooled features, each unit-normalized, joined
+        and scaled so that the whole vector has unit norm. The evaluator's CXR encoder (no downloaded
+        weights): realism (FID, KID), perceptual distances and privacy are measured in this space."""
+        parts = []
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.asarray(images[start : start + batch_size], np.float32))[:, None]
+            per_oracle = [oracle.features(x) for oracle in self]
+            per_oracle = [f / (np.linalg.norm(f, axis=1, keepdims=True) + 1e-8) for f in per_oracle]
+            parts.append(np.concatenate(per_oracle, axis=1) / np.sqrt(len(per_oracle)))
+        return np.concatenate(parts)
+
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -386,7 +398,7 @@ def score(oracle: Oracle, images: np.ndarray, records: Sequence[dict[str, Any]])
             "n": int(known.sum()),
             "accuracy": round(float((pred[known].argmax(1) == truth[known]).mean()), 4),
         }
-        out["auc"] = _auc(truth[known], pred[known], len(oracle.targets))
+        out["auc"] = auc(truth[known], pred[known], len(oracle.targets))
         return out
     aucs = {}
     for j, label in enumerate(oracle.targets):
@@ -401,10 +413,14 @@ def score(oracle: Oracle, images: np.ndarray, records: Sequence[dict[str, Any]])
     }
 
 
-def _auc(truth: np.ndarray, prob: np.ndarray, classes: int) -> float | None:
+def auc(truth: np.ndarray, prob: np.ndarray, classes: int) -> float | None:
+    """ROC AUC of class indices ``truth`` against probabilities (N, classes); ``classes == 1``: ``prob`` is
+    P(positive) (N,) of 0/1 ``truth``. One-vs-rest macro over the classes present; None if only one is."""
     present = np.unique(truth)
     if len(present) < 2:
         return None
+    if classes == 1:
+        return round(float(roc_auc_score(truth, prob)), 4)
     if classes == 2:
         return round(float(roc_auc_score(truth, prob[:, 1])), 4)
     prob = prob[:, present] / prob[:, present].sum(1, keepdims=True)

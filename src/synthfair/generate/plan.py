@@ -14,7 +14,7 @@ A plan spec (YAML, or `PlanSpec` in Python)::
         age: [18, 90]
       limit: 1000                # at most this many factual images, by sample_hash (a seeded random choice)
     interventions:               # each item: one or more interventions (a list of values: one per value)
-      - sex: flip                # every other value of sex
+      - sex: flip                # every other value of sex (flip and all: values the index holds)
       - age: [25, 50, 85]
       - findings: toggle         # every finding label, each flipped from its factual value
       - findings.cardiomegaly: [0, 1]
@@ -54,7 +54,11 @@ from synthfair.generate.layout import PLAN_SCHEMA
 from synthfair.index import sample_hash
 from synthfair.taxonomy import Covariate, Taxonomy, load_taxonomy
 
-KEYWORDS = {"flip": "every other value", "all": "every value", "toggle": "each label flipped"}
+KEYWORDS = {
+    "flip": "every other observed value",
+    "all": "every observed value",
+    "toggle": "each label flipped",
+}
 PLAN_COLUMNS = pa.schema(
     [
         ("key", pa.string()),
@@ -71,7 +75,7 @@ PLAN_COLUMNS = pa.schema(
         ("split", pa.string()),
         ("image", pa.string()),  # the factual image's path
         ("factual", pa.string()),  # JSON factual covariates
-        ("phantom", pa.string()),  # JSON {seed, index, noise_seed, config, spec_sha256} (phantom rows)
+        ("phantom", pa.string()),  # JSON {seed, index, noise_seed, config, spec_sha256, size}
     ]
 )
 
@@ -134,6 +138,7 @@ def make_plan(index: pd.DataFrame, spec: PlanSpec, taxonomy: Taxonomy | None = N
     """The plan of ``spec`` over the index rows ``index`` (see the module docstring)."""
     taxonomy = taxonomy or load_taxonomy()
     items = [_parse_item(item, i, taxonomy) for i, item in enumerate(spec.interventions)]
+    observed = _observed_values(index, taxonomy)
     chosen = _select(index, spec.select, taxonomy)
     if chosen.empty:
         raise ConfigError(
@@ -166,7 +171,7 @@ def make_plan(index: pd.DataFrame, spec: PlanSpec, taxonomy: Taxonomy | None = N
         if spec.include_reconstruction:
             rows.append({**base, "key": f"{family}_r", "kind": "reconstruction", "parent": f"{family}_f",
                          "intervention": "{}", "label": "null"})  # fmt: skip
-        dos, noop = _family_interventions(items, factual, taxonomy)
+        dos, noop = _family_interventions(items, factual, observed)
         skipped += noop
         for j, do in enumerate(dos):
             rows.append({**base, "key": f"{family}_c{j:03d}", "kind": "counterfactual",
@@ -319,14 +324,14 @@ def _parse_option(name: str, value: Any, where: str, taxonomy: Taxonomy) -> _Opt
 
 
 def _family_interventions(
-    items: Sequence[list[_Option]], factual: Mapping[str, Any], taxonomy: Taxonomy
+    items: Sequence[list[_Option]], factual: Mapping[str, Any], observed: Mapping[str, tuple[str, ...]]
 ) -> tuple[list[dict[str, Any]], int]:
     """The family's interventions in spec order, no-ops and repeats left out; (dos, how many no-ops)."""
     dos: list[dict[str, Any]] = []
     seen: set[str] = set()
     noop = 0
     for item in items:
-        for combo in itertools.product(*(list(_expand(o, factual)) for o in item)):
+        for combo in itertools.product(*(list(_expand(o, factual, observed)) for o in item)):
             do: dict[str, Any] = {}
             for part in combo:
                 for name, value in part.items():
@@ -341,7 +346,9 @@ def _family_interventions(
     return dos, noop
 
 
-def _expand(option: _Option, factual: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+def _expand(
+    option: _Option, factual: Mapping[str, Any], observed: Mapping[str, tuple[str, ...]]
+) -> Iterator[dict[str, Any]]:
     spec, name = option.covariate, option.covariate.name
     if option.values == "toggle":
         labels = [option.label] if option.label else list(spec.values)
@@ -349,13 +356,23 @@ def _expand(option: _Option, factual: Mapping[str, Any]) -> Iterator[dict[str, A
         for label in labels:
             yield {name: {label: 0 if current.get(label) == 1 else 1}}
     elif option.values == "flip":
-        yield from ({name: v} for v in spec.values if v != factual.get(name))
+        yield from ({name: v} for v in observed[name] if v != factual.get(name))
     elif option.values == "all":
-        yield from ({name: v} for v in spec.values)
+        yield from ({name: v} for v in observed[name])
     elif option.label:
         yield from ({name: {option.label: v}} for v in option.values)
     else:
         yield from ({name: v} for v in option.values)
+
+
+def _observed_values(index: pd.DataFrame, taxonomy: Taxonomy) -> dict[str, tuple[str, ...]]:
+    """Each categorical covariate's values that occur in the index, in taxonomy order: what flip and all
+    range over (a value no image shows is an extrapolation; name it explicitly to generate it)."""
+    return {
+        spec.name: tuple(v for v in spec.values if v in set(index[spec.name].dropna()))
+        for spec in taxonomy
+        if spec.kind == "categorical"
+    }
 
 
 def _is_noop(do: Mapping[str, Any], factual: Mapping[str, Any]) -> bool:
@@ -410,7 +427,11 @@ def _phantom_subjects(root: Path) -> dict[str, dict[str, Any]]:
             "re-render it with `synthfair phantom` (an unfinished source lacks provenance.json)",
         )
     record = json.loads(provenance.read_text())
-    config = {"config": record.get("config"), "spec_sha256": record.get("phantom_spec_sha256")}
+    config = {
+        "config": record.get("config"),
+        "spec_sha256": record.get("phantom_spec_sha256"),
+        "size": record.get("size"),  # the source's render size (the factual was fitted from it)
+    }
     table = pq.read_table(subjects, columns=["key", "seed", "index", "noise_seed"]).to_pylist()
     return {
         r["key"]: {"seed": r["seed"], "index": r["index"], "noise_seed": r["noise_seed"], **config}
