@@ -14,7 +14,7 @@ def samples(cache):
 
 
 def test_null_intervention_returns_the_factual_image(trained_run, samples):
-    engine = CounterfactualEngine.load(trained_run, EngineConfig(steps=8, batch_size=4))
+    engine = CounterfactualEngine.load(trained_run, EngineConfig(steps=8, batch_size=4, abduction="ddim"))
     images, factuals = samples
     results = engine(images, factuals, [{}] * 5, seeds=range(5))
     for image, result in zip(images, results, strict=True):

@@ -53,7 +53,10 @@ class EngineConfig:
     guidance: float = 1.0  # classifier-free guidance scale at prediction (1 = none)
     guide: str = "intervened"  # which groups the guidance's null condition drops
     residual: bool = True  # add back the reconstruction residual (DDIM abduction)
-    abduction: str = "ddim"  # "ddim": deterministic inversion; "ddpm": edit-friendly noise maps, seeded
+    # "ddpm": edit-friendly noise maps, seeded per sample (exact reconstruction, stronger edits, 2 x steps
+    # evaluations); "ddim": deterministic inversion (+ residual). Measured against the phantom's truth in
+    # docs/benchmarks.md: ddpm reproduces more of global changes (device, sex, view), less of local ones.
+    abduction: str = "ddpm"
     batch_size: int = 8  # rows per network evaluation (samples are padded to it)
 
     def __post_init__(self) -> None:

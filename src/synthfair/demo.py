@@ -9,6 +9,7 @@ short report of what was made. Later stages join as they land.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,6 +152,7 @@ def _release(result: DemoResult, config: DemoConfig) -> str:
     plan = make_plan(read_index(result.index), load_plan_spec(spec_path))
     write_plan(plan, result.out / "plan.parquet", result.index)
     engine = EngineConfig(steps=config.cf_steps, batch_size=8)
+    shutil.rmtree(result.release, ignore_errors=True)  # small: regenerated, never mixed with an older model's
     generate(result.out / "plan.parquet", result.model, result.release, GenerateConfig(engine=engine))
     done = finalize(result.release)
     lines = [
@@ -187,8 +189,8 @@ def _truth_section(result: DemoResult, comparison, config: DemoConfig) -> str:
         "## Model counterfactuals vs the phantom's exact counterfactuals",
         "",
         f"Model: `{result.model}` ({origin}); {config.truth_subjects} held-out subjects, "
-        f"{config.cf_steps} DDIM steps, reconstruction residual added back. The image model gets the true "
-        "counterfactual covariates.",
+        f"{config.cf_steps} steps, {EngineConfig().abduction} abduction (exact null reconstruction). "
+        "The image model gets the true counterfactual covariates.",
         f"Grid (per subject: truth above, model below) -> `{result.truth_grid}`",
         "",
         "mae_model = mean |model - truth|, mae_unchanged = mean |factual - truth| (doing nothing), "

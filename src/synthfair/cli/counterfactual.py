@@ -27,12 +27,17 @@ def counterfactual(
     steps: Annotated[int, typer.Option(help="DDIM steps (inversion and sampling).")] = EngineConfig.steps,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = EngineConfig.guidance,
     guide: Annotated[str, typer.Option(help="Guidance null: intervened or all.")] = EngineConfig.guide,
-    residual: Annotated[bool, typer.Option(help="Add back the reconstruction residual.")] = True,
+    residual: Annotated[bool, typer.Option(help="Add back the reconstruction residual (ddim).")] = True,
+    abduction: Annotated[
+        str, typer.Option(help="ddpm (noise maps) or ddim (inversion + residual).")
+    ] = "ddpm",
     fit: Annotated[str, typer.Option(help="Fit to the model: crop, pad, stretch.")] = "crop",
     seed: Annotated[int, typer.Option(help="Seed of the covariate abduction.")] = 0,
 ) -> None:
     """Answer "what would this radiograph look like had ...": abduct, intervene, predict."""
-    config = EngineConfig(steps=steps, guidance=guidance, guide=guide, residual=residual, batch_size=1)
+    config = EngineConfig(
+        steps=steps, guidance=guidance, guide=guide, residual=residual, abduction=abduction, batch_size=1
+    )
     engine = CounterfactualEngine.load(checkpoint, config)
     factual = _covariates(covariates)
     intervention = parse_do(do or [], engine.model.encoder.taxonomy)
@@ -50,7 +55,13 @@ def counterfactual(
         "changed": list(result.changed),
         "propagated": result.propagated,
         "reconstruction_error": result.reconstruction_error,
-        "settings": {"steps": steps, "guidance": guidance, "guide": guide, "residual": residual},
+        "settings": {
+            "steps": steps,
+            "guidance": guidance,
+            "guide": guide,
+            "residual": residual,
+            "abduction": abduction,
+        },  # fmt: skip
         "seed": seed,
     }
     sidecar = out.with_suffix(".json")

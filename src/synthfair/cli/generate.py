@@ -37,8 +37,8 @@ def generate(
     steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (1 = none).")] = 1.0,
     abduction: Annotated[
-        str, typer.Option(help="ddim (inversion + residual) or ddpm (noise maps).")
-    ] = "ddim",
+        str, typer.Option(help="ddpm (noise maps) or ddim (inversion + residual).")
+    ] = "ddpm",
     batch_size: Annotated[int, typer.Option(help="Samples per network evaluation.")] = 8,
     encode_workers: Annotated[int, typer.Option(help="PNG-encoding threads.")] = 2,
     fit: Annotated[str, typer.Option(help="How factual images are fitted: crop, pad or stretch.")] = "crop",

@@ -76,9 +76,17 @@ def _section(title: str, block: dict[str, Any], explanation: str) -> list[str]:
     if "note" in block:
         return [*out, f"<p class='note'>{html.escape(block['note'])}</p>"]
     out.append(f"<p>{html.escape(explanation)}</p>")
-    out += ["<h3>By intervention</h3>", _table(pd.DataFrame(block["by_intervention"]))]
-    out += ["<h3>By subgroup</h3>", _table(pd.DataFrame(block["by_subgroup"]))]
+    out += ["<h3>By intervention</h3>", *map(_table, _by_metric(pd.DataFrame(block["by_intervention"])))]
+    out += ["<h3>By subgroup</h3>", *map(_table, _by_metric(pd.DataFrame(block["by_subgroup"])))]
     return out
+
+
+def _by_metric(frame: pd.DataFrame) -> list[pd.DataFrame]:
+    """Rows split by which metric columns they fill (age rows have errors, categorical rows accuracies)."""
+    if frame.empty:
+        return [frame]
+    filled = frame.notna().apply(lambda row: tuple(row.index[row]), axis=1)
+    return [frame[filled == key] for key in dict.fromkeys(filled)]
 
 
 def _realism(block: dict[str, Any]) -> list[str]:
@@ -179,7 +187,20 @@ def _difference(a: np.ndarray, b: np.ndarray, gain: float = 4.0) -> np.ndarray:
 def _table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "<p class='note'>nothing to show</p>"
+    frame = _compact(frame)
     return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, escape=True)
+
+
+def _compact(frame: pd.DataFrame) -> pd.DataFrame:
+    """``x``, ``x_lo``, ``x_hi`` -> one column ``x [95% CI]`` as text; columns empty in every row dropped."""
+    frame = frame.dropna(axis=1, how="all").copy()
+    for column in [c for c in frame.columns if f"{c}_lo" in frame and f"{c}_hi" in frame]:
+        lo, hi = frame.pop(f"{column}_lo"), frame.pop(f"{column}_hi")
+        frame[column] = [
+            "" if pd.isna(v) else f"{v:.4g} [{a:.4g}, {b:.4g}]"
+            for v, a, b in zip(frame[column], lo, hi, strict=True)
+        ]
+    return frame
 
 
 def _flat(metrics: dict[str, Any]) -> dict[str, Any]:
