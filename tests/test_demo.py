@@ -18,3 +18,4 @@ def test_demo_writes_source_grid_and_report(tmp_path):
     assert "| age=85 |" in report
     assert "## A generated release" in report and "sha256sum -c" in report
     assert (result.release / "manifest.json").is_file() and (result.release / "DATASET_CARD.md").is_file()
+    assert (result.evaluation / "report.html").is_file() and "## Soundness of the demo release" in report

@@ -63,3 +63,13 @@ def test_bad_oracle_settings_are_errors(sex_cache):
         train_oracles(OracleConfig(covariates=("sax",), epochs=1), sex_cache)
     with pytest.raises(ConfigError, match="arch 'nonet'"):
         train_oracles(OracleConfig(covariates=("sex",), epochs=1, arch="nonet"), sex_cache)
+
+
+def test_auc_over_the_classes_present():
+    from synthfair.evaluate.oracles import auc
+
+    truth = np.array([0, 0, 2, 2])  # class 1 of 3 never occurs: a binary AUC of class 2 against class 0
+    prob = np.array([[0.8, 0.1, 0.1], [0.6, 0.2, 0.2], [0.2, 0.1, 0.7], [0.3, 0.3, 0.4]])
+    assert auc(truth, prob, 3) == 1.0
+    assert auc(np.array([0, 1, 2]), np.eye(3), 3) == 1.0 and auc(np.array([1, 1]), np.eye(2), 2) is None
+    assert auc(np.array([0, 1]), np.array([0.2, 0.9]), 1) == 1.0

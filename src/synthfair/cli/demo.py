@@ -40,4 +40,5 @@ def demo(
     typer.echo(f"  image model:         {result.model.resolve()}")
     typer.echo(f"  model vs truth grid: {result.truth_grid.resolve()}")
     typer.echo(f"  generated release:   {result.release.resolve()} (dataset card: DATASET_CARD.md)")
+    typer.echo(f"  soundness report:    {(result.evaluation / 'report.html').resolve()}")
     typer.echo(f"report: {result.report.resolve()}")

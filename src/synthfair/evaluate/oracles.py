@@ -190,31 +190,38 @@ def train_oracles(
     train = CacheDataset(cache, split="train", in_memory=True)
     held_out = _held_out(cache)
     train_cov = [train.covariates(i) for i in range(len(train))]
-    names = list(config.covariates) or [s.name for s in taxonomy if _varies(s, train_cov)]
-    for name in names:
+    requested = list(config.covariates) or list(taxonomy.names)
+    for name in requested:
         if name not in taxonomy:
             raise ConfigError(f"oracle covariate {name!r} is not in the taxonomy", f"use {taxonomy.names}")
+    names = [name for name in requested if _varies(taxonomy[name], train_cov)]
+    if not names:
+        raise SynthfairError(
+            f"none of {requested} varies in the training split of {cache}: nothing for an oracle to learn",
+            "train the oracles on a cache with more images",
+        )
     rng = np.random.default_rng(config.seed)
     weights, before, after = decorrelation_weights(train_cov, taxonomy, names, config, rng)
     order = rng.choice(len(train), size=len(train), p=weights)  # the decorrelated resample
     train_images = np.stack([train.image(i) for i in range(len(train))])
-    held_images = np.stack([held_out.image(i) for i in range(len(held_out))])
-    held_cov = [held_out.covariates(i) for i in range(len(held_out))]
+    held_images = np.stack([held_out.image(i) for i in range(len(held_out))]) if held_out else np.zeros((0,))
+    held_cov = [held_out.covariates(i) for i in range(len(held_out))] if held_out else []
     oracles = {}
     for k, name in enumerate(names):
         spec = taxonomy[name]
-        oracle = _fit(
-            spec, train_images[order], [train_cov[i] for i in order], config, config.seed + k, on_step
-        )
+        targets = _targets(spec, train_cov)  # from the whole split: a resample may miss a rare value
+        resampled = [train_cov[i] for i in order]
+        oracle = _fit(spec, targets, train_images[order], resampled, config, config.seed + k, on_step)
         oracle.metrics = score(oracle, held_images, held_cov)
         oracles[name] = oracle
     report = {
         "train_images": len(train),
-        "held_out_images": len(held_out),
-        "held_out_split": held_out.meta[0]["split"],
+        "held_out_images": len(held_out) if held_out else 0,
+        "held_out_split": held_out.meta[0]["split"] if held_out else None,
         "largest_association_before": before,
         "largest_association_after": after,
         "unique_resampled": int(len(set(order.tolist()))),
+        "skipped": [name for name in requested if name not in names],  # constant in the training data
         "cache": str(Path(cache).resolve()),
     }
     result = Oracles(oracles, config, report)
@@ -281,8 +288,7 @@ def _cramers_v(a: pd.Series, b: pd.Series) -> float:
 
 
 # -- one oracle ---------------------------------------------------------------------------------------------
-def _fit(spec: Covariate, images, records, config: OracleConfig, seed: int, on_step) -> Oracle:
-    targets = _targets(spec, records)
+def _fit(spec: Covariate, targets, images, records, config: OracleConfig, seed: int, on_step) -> Oracle:
     y, mask = _encode_targets(spec, targets, records)
     scale = (0.0, 1.0)
     if spec.kind == "continuous":
@@ -380,7 +386,7 @@ def _loss(kind: str, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> 
 def score(oracle: Oracle, images: np.ndarray, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Held-out accuracy, macro AUC (categorical), per-label AUC (findings) or MAE (continuous)."""
     if len(images) == 0:
-        return {}
+        return {"note": "no held-out images: the cache has no validate or test split"}
     pred = np.concatenate([oracle.predict(torch.from_numpy(images[i : i + 256])[:, None])
                            for i in range(0, len(images), 256)])  # fmt: skip
     spec_kind = oracle.kind
@@ -421,9 +427,9 @@ def auc(truth: np.ndarray, prob: np.ndarray, classes: int) -> float | None:
         return None
     if classes == 1:
         return round(float(roc_auc_score(truth, prob)), 4)
-    if classes == 2:
-        return round(float(roc_auc_score(truth, prob[:, 1])), 4)
     prob = prob[:, present] / prob[:, present].sum(1, keepdims=True)
+    if len(present) == 2:  # two of the classes occur: a binary AUC of the second against the first
+        return round(float(roc_auc_score(truth == present[1], prob[:, 1])), 4)
     return round(float(roc_auc_score(truth, prob, multi_class="ovr", labels=present)), 4)
 
 
@@ -455,16 +461,15 @@ def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.roll(images, shifts=(dy, dx), dims=(-2, -1))
 
 
-def _held_out(cache) -> CacheDataset:
+def _held_out(cache) -> CacheDataset | None:
+    """The validation split (else test) to score the oracles on; None if the cache has neither (the oracles'
+    metrics then say so)."""
     for split in ("validate", "test"):
         try:
             return CacheDataset(cache, split=split, in_memory=True)
         except SynthfairError:
             continue
-    raise SynthfairError(
-        f"{cache} has no validate or test split to score the oracles on",
-        "preprocess an index with held-out splits (ingest keeps each source's official split)",
-    )
+    return None
 
 
 def _varies(spec: Covariate, records) -> bool:
