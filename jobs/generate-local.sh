@@ -3,7 +3,7 @@
 # under `accelerate launch` with 2 processes (each writes whole shards), then finalize and check the sums.
 # Defaults: the demo's phantom index (`make demo`) and the shipped phantom-64 model; minutes on 2 cores.
 #   jobs/generate-local.sh                       # writes demo/generate/
-#   OUT=/tmp/release-test PROCESSES=1 jobs/generate-local.sh
+#   OUT=release-test PROCESSES=1 jobs/generate-local.sh
 # accelerate 1.15 starts several CPU processes only through torchrun, i.e. with --multi_gpu; with CUDA hidden
 # each process gets a CPU (gloo) group. (`--cpu --num_processes 2` starts one process unless MPI is set up.)
 set -euo pipefail

@@ -36,8 +36,14 @@ def write_json(path: str | Path, data: Any, sort_keys: bool = False) -> None:
 
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file, read in `HASH_BLOCK`-sized pieces."""
-    digest = hashlib.sha256()
+    return file_digests(path, "sha256")["sha256"]
+
+
+def file_digests(path: str | Path, *algorithms: str) -> dict[str, str]:
+    """Hex digests of a file by several ``hashlib`` algorithms, in one read."""
+    digests = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}
     with open(path, "rb") as f:
         while block := f.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
+            for digest in digests.values():
+                digest.update(block)
+    return {name: digest.hexdigest() for name, digest in digests.items()}

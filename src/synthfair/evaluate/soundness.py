@@ -30,16 +30,21 @@ from synthfair.evaluate.samples import ReleaseSamples
 from synthfair.taxonomy import Taxonomy
 
 
+def _with_factual(samples: ReleaseSamples):
+    """(row, record, factual row) of every counterfactual whose factual sample the release holds."""
+    for i in samples.of_kind("counterfactual"):
+        f = samples.factual_of(i)
+        if f is not None:
+            yield i, samples.records[i], f
+
+
 # -- effectiveness ------------------------------------------------------------------------------------------
 def effectiveness(
     samples: ReleaseSamples, predictions: dict[str, np.ndarray], oracles: Oracles
 ) -> pd.DataFrame:
     """One row per (counterfactual, intervened covariate or finding label) the oracles can judge."""
     rows = []
-    for i in samples.of_kind("counterfactual"):
-        record, f = samples.records[i], samples.factual_of(i)
-        if f is None:
-            continue
+    for i, record, f in _with_factual(samples):
         for name, value in record["intervention"].items():
             if name not in oracles:
                 continue
@@ -96,10 +101,7 @@ def amplification(
 ) -> pd.DataFrame:
     """One row per (counterfactual, covariate it did not change) the oracles can judge."""
     rows = []
-    for i in samples.of_kind("counterfactual"):
-        record, f = samples.records[i], samples.factual_of(i)
-        if f is None:
-            continue
+    for i, record, f in _with_factual(samples):
         changed = set(record["changed"])
         for oracle in oracles:
             name = oracle.covariate

@@ -39,7 +39,7 @@ import synthfair
 from synthfair.config import config_to_dict
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig, resolve_model_dir
 from synthfair.errors import ConfigError, SynthfairError
-from synthfair.fileio import HASH_BLOCK, atomic_write, sha256_file, write_json
+from synthfair.fileio import atomic_write, file_digests, sha256_file, write_json
 from synthfair.generate import layout
 from synthfair.generate.plan import read_plan
 from synthfair.model.diffusion import MODEL_FILE
@@ -229,10 +229,12 @@ def _write_shard(out, shard, rows, engine, config, request, pool, tick) -> dict[
     status_table = pa.Table.from_pylist(status_rows, schema=layout.STATUS_SCHEMA)
     atomic_write(layout.status_path(out, shard), lambda f: pq.write_table(status_table, f))
     ok = [row for row in rows if statuses[row["key"]]["status"] == "ok"]
+    digests = file_digests(tar, "sha256", "md5")
     stats = {
         "shard": shard,
         "url": f"shards/{tar.name}",
-        **_digests(tar),
+        "sha256": digests["sha256"],
+        "md5sum": digests["md5"],  # the wids shard index's checksum
         "filesize": tar.stat().st_size,
         "nsamples": len(ok),
         "failed": len(rows) - len(ok),
@@ -337,16 +339,6 @@ def _status(key, status, error, png: bytes | None = None, record: dict | None = 
         "changed": list(record["changed"]) if record else None,
         "reconstruction_error": record["reconstruction_error"] if record else None,
     }
-
-
-def _digests(path: Path) -> dict[str, str]:
-    """sha256 (our checksums) and md5 (the wids shard index's) of a file, in one read."""
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while block := f.read(HASH_BLOCK):
-            sha.update(block)
-            md5.update(block)
-    return {"sha256": sha.hexdigest(), "md5sum": md5.hexdigest()}
 
 
 def release_complete(out: str | Path) -> tuple[int, list[int]]:
