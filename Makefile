@@ -30,6 +30,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/phantom.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/sample.py
+	$(BIN)/python bench/download.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

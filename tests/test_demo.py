@@ -5,7 +5,17 @@ from synthfair.demo import DemoConfig, run_demo
 
 def test_demo_writes_source_grid_and_report(tmp_path):
     config = DemoConfig(
-        n=4, size=32, workers=1, grid_rows=1, grid_size=32, anatomy="procedural", truth_subjects=1, cf_steps=2
+        n=4,
+        size=32,
+        workers=1,
+        grid_rows=1,
+        grid_size=32,
+        anatomy="procedural",
+        truth_subjects=1,
+        cf_steps=2,
+        privacy_n=6,
+        study_families=4,
+        bias_size=1,
     )
     result = run_demo(tmp_path / "demo", config)
     assert len(pd.read_csv(result.source / "metadata.csv")) == 4
@@ -19,3 +29,8 @@ def test_demo_writes_source_grid_and_report(tmp_path):
     assert "## A generated release" in report and "sha256sum -c" in report
     assert (result.release / "manifest.json").is_file() and (result.release / "DATASET_CARD.md").is_file()
     assert (result.evaluation / "report.html").is_file() and "## Soundness of the demo release" in report
+    assert "Privacy: " in report and "generated images are closer" in report
+    assert "## A biased subset and its matched baseline" in report
+    assert (result.subset / "subset.json").is_file() and (
+        result.subset / "baseline" / "subset.json"
+    ).is_file()

@@ -20,3 +20,21 @@ def test_the_shipped_model_loads_with_its_scm_and_config():
 def test_unknown_pretrained_name():
     with pytest.raises(SynthfairError, match="did you mean 'phantom-64'"):
         pretrained_path("phantom-46")
+
+
+def test_the_shipped_oracles_load_predict_and_match_their_provenance():
+    import hashlib
+
+    import numpy as np
+
+    from synthfair.evaluate.oracles import Oracles
+
+    path = pretrained_path("oracles-phantom-64")
+    oracles = Oracles.load(path)
+    assert [o.covariate for o in oracles] == ["age", "sex", "findings", "view", "device"]
+    assert oracles["sex"].metrics["accuracy"] > 0.9 and oracles["device"].metrics["accuracy"] > 0.9
+    provenance = (path / "PROVENANCE.md").read_text()
+    for weights in path.glob("*.safetensors"):
+        assert hashlib.sha256(weights.read_bytes()).hexdigest() in provenance, weights.name
+    predictions = oracles.predict(np.random.default_rng(0).random((3, 64, 64), np.float32))
+    assert predictions["device"].shape == (3, 5) and predictions["age"].shape == (3,)

@@ -131,6 +131,13 @@ def _convert(tp: Any, value: Any, where: str, key: str) -> Any:
         return value
     if dataclasses.is_dataclass(tp):
         return dataclass_from_dict(tp, value, where, key)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: {key}: expected a mapping, got {value!r}")
+        kind, item = args if args else (str, typing.Any)
+        return {
+            _convert(kind, k, where, key): _convert(item, v, where, _join(key, k)) for k, v in value.items()
+        }
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: {key}: expected a list, got {value!r}")

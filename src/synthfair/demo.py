@@ -19,9 +19,10 @@ import pandas as pd
 import yaml
 
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig
+from synthfair.data import subset_pipeline
 from synthfair.environment import usable_cpus
 from synthfair.evaluate.evaluate import EvaluateConfig, evaluate
-from synthfair.evaluate.oracles import OracleConfig, train_oracles
+from synthfair.evaluate.oracles import OracleConfig, Oracles, train_oracles
 from synthfair.evaluate.phantom_truth import compare_with_truth
 from synthfair.generate import GenerateConfig, finalize, generate, load_plan_spec, make_plan, write_plan
 from synthfair.index import read_index
@@ -33,6 +34,7 @@ from synthfair.phantom.simulator import Phantom, PhantomConfig
 from synthfair.phantom.source import write_source
 from synthfair.preprocess import PreprocessConfig, preprocess
 from synthfair.pretrained import TRAIN_CONFIG, pretrained_path
+from synthfair.sampling import load_bias_spec, sample_with_baseline, write_subset
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,33 @@ class DemoConfig:
     truth_subjects: int = 4  # held-out subjects whose model counterfactuals are compared with the truth
     cf_steps: int = 10  # DDIM steps of the counterfactual engine (bench/counterfactual.py measures 25 too)
     release_families: int = 8  # subjects whose counterfactual families make the demo release
-    oracle_epochs: int = 6  # pseudo-oracles trained on the demo cache for the soundness report
+    oracle_epochs: int = 8  # pseudo-oracles, trained on the training data when train=True (else shipped)
+    privacy_n: int = 400  # of the model's training subjects re-rendered for the privacy check (train=False)
+    study_families: int = 200  # demo subjects in the study release (factual + 2 counterfactuals each)
+    bias_size: int = 100  # samples in the biased subset (and in its baseline)
 
 
-DEMO_ORACLES = ("age", "sex", "findings", "view", "device")  # what the demo release intervenes on
+DEMO_ORACLES = ("age", "sex", "findings", "view", "device")
+
+# the study release: every demo subject's factual image, its device=philips and its cardiomegaly-toggled
+# counterfactuals; what lets the bias sampler reach a strong spurious correlation one family member at a time
+DEMO_STUDY_PLAN = {
+    "seed": 0,
+    "shard_size": 50,
+    "select": {},
+    "include_factual": True,
+    "include_reconstruction": False,
+    "interventions": [{"device": ["philips"]}, {"findings.cardiomegaly": "toggle"}],
+}
+# the demo's bias: cardiomegaly in half the training images, 90% of them from philips devices, 10% of the
+# others (strength 0.8); validation and test balanced (strength 0); the baseline has no bias anywhere
+DEMO_BIAS = {
+    "seed": 0,
+    "target": "findings.cardiomegaly",
+    "prevalence": {"all": 0.5},
+    "correlation": {"covariate": "device", "value": "philips", "strength": 0.8},
+    "splits": {"train": 0.6, "validate": 0.2, "test": 0.2},
+}  # what the demo release intervenes on
 
 # the demo release's plan (written to DEMO/plan.yaml): per family the factual, its reconstruction and its
 # counterfactuals (no-ops left out), in shards of 20 samples; every demo subject is held out from the model
@@ -85,7 +110,10 @@ class DemoResult:
     truth_grid: Path
     release: Path
     evaluation: Path
+    study_release: Path
+    subset: Path
     report: Path
+    train_cache: Path | None = None  # the model's training subjects (all of them, or a sample for privacy)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -105,6 +133,8 @@ def run_demo(
         truth_grid=out / "model_vs_truth.png",
         release=out / "release",
         evaluation=out / "evaluation",
+        study_release=out / "study-release",
+        subset=out / "subset",
         report=out / "report.md",
     )
     t = time.perf_counter()
@@ -131,9 +161,14 @@ def run_demo(
     cache_config = PreprocessConfig(size=config.cache_size, workers=config.workers or usable_cpus())
     preprocess(result.index, result.cache, cache_config)
     result.seconds["preprocess"] = time.perf_counter() - t
+    t = time.perf_counter()
+    train_n = config.train_n if config.train else config.privacy_n
+    result.train_cache = _training_cache(result, config, phantom_config, on_image, train_n)
+    result.seconds["training subjects (re-)rendered"] = time.perf_counter() - t
     if config.train:
         t = time.perf_counter()
-        _train_model(result, config, phantom_config, on_image)
+        train_config = load_train_config(pretrained_path("phantom-64") / TRAIN_CONFIG)
+        train(train_config, result.train_cache, result.model, resume="latest")
         result.seconds["train phantom-64"] = time.perf_counter() - t
     t = time.perf_counter()
     engine = CounterfactualEngine.load(result.model, EngineConfig(steps=config.cf_steps, batch_size=8))
@@ -148,33 +183,50 @@ def run_demo(
     t = time.perf_counter()
     soundness = _evaluate(result, config)
     result.seconds["oracles, soundness report"] = time.perf_counter() - t
+    t = time.perf_counter()
+    subset = _bias_subset(result, config)
+    result.seconds["study release, biased subset, baseline"] = time.perf_counter() - t
     result.report.write_text(
-        _report(phantom, result, config) + _truth_section(result, comparison, config) + release + soundness
+        _report(phantom, result, config)
+        + _truth_section(result, comparison, config)
+        + release
+        + soundness
+        + subset
     )
     return result
 
 
 def _evaluate(result: DemoResult, config: DemoConfig) -> str:
-    """Pseudo-oracles trained on the demo cache, then the soundness report of the demo release."""
-    oracle_config = OracleConfig(covariates=DEMO_ORACLES, epochs=config.oracle_epochs, batch_size=32)
-    oracles = train_oracles(oracle_config, result.cache, result.out / "oracles")
+    """The soundness report of the demo release, with the shipped pseudo-oracles (or, when the demo trained
+    the model, oracles trained on the same training data) and privacy against the training subjects."""
+    if config.train:
+        oracle_config = OracleConfig(covariates=DEMO_ORACLES, epochs=config.oracle_epochs)
+        oracles = train_oracles(oracle_config, result.train_cache, result.out / "oracles")
+        origin = f"trained by this demo -> `{result.out / 'oracles'}`"
+    else:
+        oracles = Oracles.load(pretrained_path("oracles-phantom-64"))
+        origin = f"shipped with the package: `{pretrained_path('oracles-phantom-64')}`"
     evaluate_config = EvaluateConfig(composition_samples=4, reversibility_samples=8)
     evaluation = evaluate(
-        result.release, oracles, result.evaluation, evaluate_config, checkpoint=result.model
-    )
+        result.release, oracles, result.evaluation, evaluate_config, checkpoint=result.model,
+        train_data=result.train_cache,
+    )  # fmt: skip
     scores = ", ".join(f"{o.covariate} {_headline(o.metrics)}" for o in oracles)
     truth = evaluation.tables.get("phantom_truth")
+    privacy = evaluation.metrics["privacy"]
     lines = [
         "",
         "## Soundness of the demo release",
         "",
-        f"Pseudo-oracles (trained on the demo cache's {oracles.report['train_images']} training images, "
-        f"decorrelated; held-out: {scores}) -> `{result.out / 'oracles'}`.",
+        f"Pseudo-oracles ({origin}; trained on {oracles.report['train_images']} decorrelated images of the "
+        f"model's training subjects; held-out: {scores}).",
         f"Report -> `{result.evaluation / 'report.html'}` (numbers: `metrics.json`): effectiveness, "
-        "amplification, phantom truth, realism, composition and reversibility, per intervention and "
-        "subgroup. "
-        "Privacy needs the model's training images and is not measured here (`synthfair evaluate "
-        "--train-data`).",
+        "amplification, phantom truth, realism, privacy, composition and reversibility, per intervention "
+        "and subgroup.",
+        f"Privacy: {privacy['memorized_share']:.1%} of {privacy['generated']} generated images are closer to "
+        f"one of {privacy['train_images']} re-rendered training images than the training set's own 5th "
+        "percentile nearest-neighbour distance (independent images give about 5%; far more means "
+        "memorization).",
     ]
     if truth is not None and not truth.empty:
         cf = truth[truth["kind"] == "counterfactual"]
@@ -192,21 +244,14 @@ def _headline(metrics: dict) -> str:
 
 
 def _release(result: DemoResult, config: DemoConfig) -> str:
-    """Plan, generate and finalize a small release of the test split; the report's section on it."""
-    spec_path = result.out / "plan.yaml"
+    """Plan, generate and finalize a small release of held-out subjects; the report's section on it."""
     spec = {**DEMO_PLAN, "select": {"limit": config.release_families}}
-    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    plan = make_plan(read_index(result.index), load_plan_spec(spec_path))
-    write_plan(plan, result.out / "plan.parquet", result.index)
-    engine = EngineConfig(steps=config.cf_steps, batch_size=8)
-    shutil.rmtree(result.release, ignore_errors=True)  # small: regenerated, never mixed with an older model's
-    generate(result.out / "plan.parquet", result.model, result.release, GenerateConfig(engine=engine))
-    done = finalize(result.release)
+    plan, done = _make_release(result, config, spec, result.out / "plan", result.release)
     lines = [
         "",
         "## A generated release",
         "",
-        f"Plan `{spec_path}` -> {plan.summary()}.",
+        f"Plan `{result.out / 'plan.yaml'}` -> {plan.summary()}.",
         f"Release -> `{result.release}`: {done.samples} samples in {done.shards} WebDataset shards "
         f"({done.bytes / 1e6:.1f} MB, {done.failed} failed); `manifest.json`, `samples.parquet`, "
         f"`SHA256SUMS` (check: `cd {result.release} && sha256sum -c SHA256SUMS`) and the dataset card "
@@ -216,16 +261,66 @@ def _release(result: DemoResult, config: DemoConfig) -> str:
     return "\n".join(lines)
 
 
-def _train_model(result: DemoResult, config: DemoConfig, phantom_config: PhantomConfig, on_image) -> None:
-    """Render a 64x64 training source (seed + 1: disjoint from the demo's subjects), preprocess, train."""
-    base = result.out / "train-data"
+def _make_release(result: DemoResult, config: DemoConfig, spec: dict, plan_stem: Path, out: Path):
+    """(plan, finalize result) of the plan spec ``spec`` over the demo index, generated into ``out``."""
+    spec_path = plan_stem.with_suffix(".yaml")
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    plan = make_plan(read_index(result.index), load_plan_spec(spec_path))
+    write_plan(plan, plan_stem.with_suffix(".parquet"), result.index)
+    engine = EngineConfig(steps=config.cf_steps, batch_size=8)
+    shutil.rmtree(out, ignore_errors=True)  # regenerated, never mixed with an older model's shards
+    generate(plan_stem.with_suffix(".parquet"), result.model, out, GenerateConfig(engine=engine))
+    return plan, finalize(out)
+
+
+def _bias_subset(result: DemoResult, config: DemoConfig) -> str:
+    """A study release (every demo subject, its device=philips and cardiomegaly-toggled counterfactuals),
+    a subset of it with a spurious device-cardiomegaly correlation, its matched baseline, and a stream."""
+    spec = {**DEMO_STUDY_PLAN, "select": {"limit": config.study_families}}
+    plan, done = _make_release(result, config, spec, result.out / "study-plan", result.study_release)
+    bias_path = result.out / "bias.yaml"
+    bias_path.write_text(yaml.safe_dump({**DEMO_BIAS, "size": config.bias_size}, sort_keys=False))
+    biased, baseline = sample_with_baseline(result.study_release, load_bias_spec(bias_path))
+    write_subset(biased, result.subset)
+    write_subset(baseline, result.subset / "baseline")
+    streamed = sum(1 for _ in subset_pipeline(result.subset, split="train"))
+    lines = [
+        "",
+        "## A biased subset and its matched baseline",
+        "",
+        f"Study release -> `{result.study_release}`: {plan.summary()}; {done.samples} samples.",
+        f"Bias spec `{bias_path}` -> `{result.subset}` ({biased.summary()}) and its no-bias baseline -> "
+        f"`{result.subset / 'baseline'}` ({baseline.summary()}); achieved next to target:",
+        "",
+        "| subset | split | n | prevalence | P(philips \\| finding) | P(philips \\| no finding) | strength |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, subset in (("biased", biased), ("baseline", baseline)):
+        for split, stats in subset.stats.items():
+            prev, corr, n = stats["prevalence"]["all"], stats["correlation"], stats["size"]["achieved"]
+            cells = [name, split, str(n), f"{prev['achieved']:.2f} ({prev['target']:.2f})",
+                     f"{corr['p_value_given_target_1']:.2f}", f"{corr['p_value_given_target_0']:.2f}",
+                     f"{corr['achieved_strength']:+.2f} ({corr['target_strength']:+.2f})"]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Streamed back with `synthfair.data.subset_pipeline('{result.subset}', split='train')`: {streamed} "
+        "samples (images, labels, provenance).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _training_cache(result: DemoResult, config: DemoConfig, phantom_config: PhantomConfig, on_image, n: int):
+    """Render the first ``n`` subjects of seed + 1 at 64x64 (disjoint from the demo's subjects; the shipped
+    model was trained on the first 3,000 of seed 1) and preprocess them; returns the cache."""
+    base = result.out / f"train-data-{n}"
     workers = config.workers or usable_cpus()
-    write_source(base / "phantom", n=config.train_n, size=64, seed=config.seed + 1, workers=workers,
+    write_source(base / "phantom", n=n, size=64, seed=config.seed + 1, workers=workers,
                  config=phantom_config, on_image=on_image)  # fmt: skip
     ingest("phantom", base / "phantom", base / "index")
     preprocess(base / "index", base / "cache-64", PreprocessConfig(size=64, workers=workers))
-    train_config = load_train_config(pretrained_path("phantom-64") / TRAIN_CONFIG)
-    train(train_config, base / "cache-64", result.model, resume="latest")
+    return base / "cache-64"
 
 
 def _truth_section(result: DemoResult, comparison, config: DemoConfig) -> str:

@@ -72,3 +72,52 @@ def test_summaries_and_bootstrap_intervals():
     assert out["x"].tolist() == [0.0, 1.0] and out["n"].tolist() == [50, 50]
     lo, hi = bootstrap_interval(np.arange(100.0), np.random.default_rng(0))
     assert 40 < lo < 49.5 < hi < 59
+
+
+def _phantom_generators(samples):
+    """Images of three generators for the release's rows: the phantom's exact counterfactuals (perfect),
+    the factual image (identity) and the exact counterfactual with the sex flipped as well (amplifying)."""
+    from synthfair.evaluate.release_truth import _phantom
+
+    phantoms, out = {}, {"perfect": [], "identity": [], "amplifying": []}
+    for i, record in enumerate(samples.records):
+        noise, f = record["phantom"], samples.factual_of(i)
+        phantom = _phantom(phantoms, noise)
+        subject = phantom.subject(noise["seed"], noise["index"])
+        other = {"sex": "male" if record["covariates"]["sex"] == "female" else "female"}
+        exact = _render(phantom, subject, record["intervention"], noise["size"], record["generation"])
+        out["perfect"].append(exact)
+        out["identity"].append(samples.images[f])
+        both = {**record["intervention"], **other}
+        out["amplifying"].append(
+            exact if "sex" in record["intervention"]
+            else _render(phantom, subject, both, noise["size"], record["generation"])
+        )  # fmt: skip
+    return {name: np.stack(images) for name, images in out.items()}
+
+
+def _render(phantom, subject, do, source_size, generation):
+    from synthfair.preprocess import fit_image
+
+    rendered = phantom.counterfactual(subject, do, size=source_size).image / 65535.0
+    return fit_image(rendered, generation["size"], generation["fit"]).astype(np.float32)
+
+
+def test_phantom_truth_scores_an_exact_generator_perfectly_and_tells_bad_ones_apart(release, oracles):
+    from dataclasses import replace
+
+    from synthfair.evaluate.release_truth import phantom_truth
+
+    samples = read_release(release)
+    tables = {name: phantom_truth(replace(samples, images=images), oracles)
+              for name, images in _phantom_generators(samples).items()}  # fmt: skip
+    perfect, identity, amplifying = tables["perfect"], tables["identity"], tables["amplifying"]
+    assert perfect["mae_model"].max() < 1e-4  # 16-bit PNG rounding only
+    changed = perfect.dropna(subset=["effectiveness"])
+    assert len(changed) >= 8 and np.allclose(changed["effectiveness"], 1, atol=1e-3)
+    assert perfect["amplification"].max() < 1e-3
+    assert np.allclose(identity["mae_model"], identity["mae_unchanged"], atol=1e-4)
+    assert np.allclose(identity.dropna(subset=["effectiveness"])["effectiveness"], 0, atol=1e-6)
+    not_sex = ~amplifying["label"].str.startswith("sex=")
+    assert (amplifying.loc[not_sex, "mae_model"] > perfect.loc[not_sex, "mae_model"] + 1e-3).all()
+    assert amplifying.loc[not_sex, "amplification"].mean() > 10 * perfect["amplification"].mean() + 1e-4

@@ -17,6 +17,7 @@ import synthfair
 from synthfair.cli import (
     counterfactual,
     demo,
+    download,
     env,
     evaluate,
     finalize,
@@ -27,6 +28,7 @@ from synthfair.cli import (
     phantom,
     plan,
     preprocess,
+    sample,
     train,
 )
 from synthfair.errors import SynthfairError
@@ -53,7 +55,9 @@ COMMANDS = [
     ("generate", generate.generate),
     ("finalize", finalize.finalize),
     ("evaluate", evaluate.evaluate),
+    ("sample", sample.sample),
     ("demo", demo.demo),
+    ("download", download.download),
 ]
 for _name, _function in COMMANDS:
     app.command(_name)(_function)

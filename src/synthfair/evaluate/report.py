@@ -54,7 +54,8 @@ def write_report(
     parts += _section("Amplification: covariates that were not intervened on should not move",
                       metrics["amplification"],
                       "delta: oracle confidence in the factual value, counterfactual "
-                      "minus factual image (age: years); abs_delta its size.")  # fmt: skip
+                      "minus factual image (age: years); abs_delta its size.",
+                      summary=_amplification_matrix)  # fmt: skip
     parts += _section("Phantom truth: against the exact counterfactual", metrics["phantom_truth"],
                       "mae_model = mean |generated - truth|, mae_unchanged = mean |factual - truth|; "
                       "effectiveness: share of the true change (oracle space) the generated change "
@@ -71,14 +72,27 @@ def write_report(
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def _section(title: str, block: dict[str, Any], explanation: str) -> list[str]:
+def _section(title: str, block: dict[str, Any], explanation: str, summary=None) -> list[str]:
     out = [f"<h2>{html.escape(title)}</h2>"]
     if "note" in block:
         return [*out, f"<p class='note'>{html.escape(block['note'])}</p>"]
     out.append(f"<p>{html.escape(explanation)}</p>")
+    if summary is not None:
+        out += summary(block)
     out += ["<h3>By intervention</h3>", *map(_table, _by_metric(pd.DataFrame(block["by_intervention"])))]
     out += ["<h3>By subgroup</h3>", *map(_table, _by_metric(pd.DataFrame(block["by_subgroup"])))]
     return out
+
+
+def _amplification_matrix(block: dict[str, Any]) -> list[str]:
+    """Interventions x covariates: mean abs_delta at a glance (the intervened covariate itself is blank)."""
+    frame = pd.DataFrame(block["by_intervention"])
+    if frame.empty:
+        return []
+    matrix = frame.pivot_table(index="label", columns="covariate", values="abs_delta", sort=False)
+    matrix = matrix.rename(columns={"age": "age (years)"}).rename_axis(columns=None)
+    return ["<h3>At a glance: mean abs_delta per intervention (rows) and covariate (columns)</h3>",
+            _table(matrix.reset_index())]  # fmt: skip
 
 
 def _by_metric(frame: pd.DataFrame) -> list[pd.DataFrame]:

@@ -52,6 +52,7 @@ from synthfair.errors import ConfigError, SynthfairError, did_you_mean
 from synthfair.fileio import atomic_write
 from synthfair.generate.layout import PLAN_SCHEMA
 from synthfair.index import sample_hash
+from synthfair.selection import unknown_covariate, where_mask
 from synthfair.taxonomy import Covariate, Taxonomy, load_taxonomy
 
 KEYWORDS = {
@@ -72,6 +73,7 @@ PLAN_COLUMNS = pa.schema(
         ("sample_hash", pa.int64()),  # stable hash of the key: engine-independent sampling downstream
         ("dataset", pa.string()),
         ("source_id", pa.string()),
+        ("patient", pa.string()),  # the source's patient key: the unit of leakage-free splits downstream
         ("split", pa.string()),
         ("image", pa.string()),  # the factual image's path
         ("factual", pa.string()),  # JSON factual covariates
@@ -160,6 +162,7 @@ def make_plan(index: pd.DataFrame, spec: PlanSpec, taxonomy: Taxonomy | None = N
             "family": family,
             "dataset": row["dataset"],
             "source_id": row["source_id"],
+            "patient": None if pd.isna(row.get("patient_key")) else str(row["patient_key"]),
             "split": row["split"],
             "image": str(Path(row["image_root"]) / row["image_path"]),
             "factual": json.dumps(factual, sort_keys=True),
@@ -243,32 +246,11 @@ def _select(index: pd.DataFrame, select: Selection, taxonomy: Taxonomy) -> pd.Da
                 )
             keep &= index[column].isin(wanted).to_numpy()
     for name, allowed in select.where.items():
-        keep &= _where(index, name, allowed, taxonomy)
+        keep &= where_mask(index, name, allowed, taxonomy, f"plan select.where.{name}")
     chosen = index[keep]
     if select.limit is not None and len(chosen) > select.limit:
         chosen = chosen.nsmallest(select.limit, "sample_hash")
     return chosen.sort_values(["dataset", "sample_key"], kind="stable").reset_index(drop=True)
-
-
-def _where(index: pd.DataFrame, name: str, allowed: Any, taxonomy: Taxonomy) -> np.ndarray:
-    key = f"select.where.{name}"
-    if name in taxonomy and taxonomy[name].kind == "continuous":
-        spec = taxonomy[name]
-        if not (isinstance(allowed, (list, tuple)) and len(allowed) == 2):
-            raise ConfigError(f"plan {key}: {allowed!r} is not a [lo, hi] range", f"e.g. {name}: [18, 90]")
-        lo, hi = (spec.check(v, where=f"plan {key}") for v in allowed)
-        return index[name].between(lo, hi).to_numpy()
-    if name in taxonomy and taxonomy[name].kind == "categorical":
-        values = allowed if isinstance(allowed, (list, tuple)) else [allowed]
-        for v in values:
-            taxonomy[name].check(v, where=f"plan {key}")
-        return index[name].isin(values).to_numpy()
-    finding = name.split(".", 1)
-    if len(finding) == 2 and finding[0] in taxonomy and taxonomy[finding[0]].kind == "multilabel":
-        taxonomy[finding[0]].check({finding[1]: 0}, where=f"plan {key}")
-        values = allowed if isinstance(allowed, (list, tuple)) else [allowed]
-        return index[name].isin(values).to_numpy()
-    raise _unknown(name, key, taxonomy)
 
 
 # -- interventions ------------------------------------------------------------------------------------------
@@ -293,7 +275,7 @@ def _parse_item(item: Any, i: int, taxonomy: Taxonomy) -> list[_Option]:
 def _parse_option(name: str, value: Any, where: str, taxonomy: Taxonomy) -> _Option:
     base, _, label = name.partition(".")
     if base not in taxonomy:
-        raise _unknown(name, where, taxonomy)
+        raise unknown_covariate(name, where, taxonomy)
     spec = taxonomy[base]
     if spec.kind == "multilabel" and not label and value != "toggle":
         raise ConfigError(
@@ -301,7 +283,7 @@ def _parse_option(name: str, value: Any, where: str, taxonomy: Taxonomy) -> _Opt
             f"use {base}.<label>: [0, 1] (labels: {', '.join(spec.values)}) or {base}: toggle",
         )
     if label and spec.kind != "multilabel":
-        raise _unknown(name, where, taxonomy)
+        raise unknown_covariate(name, where, taxonomy)
     if isinstance(value, str) and value in KEYWORDS:
         allowed = {"categorical": ("flip", "all"), "multilabel": ("toggle",), "continuous": ()}[spec.kind]
         if label:
@@ -384,15 +366,6 @@ def _is_noop(do: Mapping[str, Any], factual: Mapping[str, Any]) -> bool:
         elif factual.get(name) != value:
             return False
     return True
-
-
-def _unknown(name: str, where: str, taxonomy: Taxonomy) -> ConfigError:
-    findings = [f"{s.name}.{label}" for s in taxonomy if s.kind == "multilabel" for label in s.values]
-    options = list(taxonomy.names) + findings
-    return ConfigError(
-        f"{where}: unknown covariate {name!r}{did_you_mean(name, options)}",
-        f"covariates: {', '.join(taxonomy.names)}; findings as findings.<label>",
-    )
 
 
 # -- phantom ------------------------------------------------------------------------------------------------

@@ -3,6 +3,9 @@
 ``phantom-64``: the image model (and its fitted attribute SCM) trained on the built-in phantom at 64x64 by
 the command in ``phantom-64/PROVENANCE.md``; small enough (a few MB of safetensors) to ship, so the demo
 can make counterfactuals without training first.
+
+``oracles-phantom-64``: the pseudo-oracles (one small CNN per covariate) trained on the same training images,
+by the command in ``oracles-phantom-64/PROVENANCE.md``; the evaluator's predictors and feature encoder.
 """
 
 from __future__ import annotations
@@ -12,16 +15,17 @@ from pathlib import Path
 
 from synthfair.errors import SynthfairError, did_you_mean
 
-NAMES = ("phantom-64",)
+MARKERS = {"phantom-64": "synthfair_model.json", "oracles-phantom-64": "oracles.json"}  # name -> its marker
+NAMES = tuple(MARKERS)
 TRAIN_CONFIG = "train.yaml"  # the training configuration the shipped weights were made with
 
 
 def pretrained_path(name: str = "phantom-64") -> Path:
-    """The directory of a shipped model (a `DiffusionModel` directory with ``scm/``)."""
+    """The directory of a shipped model: a `DiffusionModel` directory with ``scm/``, or an `Oracles` one."""
     if name not in NAMES:
         raise SynthfairError(f"no pretrained model {name!r}{did_you_mean(name, NAMES)}", f"shipped: {NAMES}")
     path = Path(str(resources.files("synthfair.pretrained") / name))
-    if not (path / "synthfair_model.json").is_file():
+    if not (path / MARKERS[name]).is_file():
         raise SynthfairError(
             f"the pretrained model {name} is missing from this installation ({path})",
             "reinstall synthfair, or retrain it: `make demo TRAIN=1` (see docs/model.md)",
