@@ -16,6 +16,7 @@ def test_demo_writes_source_grid_and_report(tmp_path):
         privacy_n=6,
         study_families=4,
         bias_size=1,
+        study=False,  # two classifiers need more than 4 families: tests/fairness/test_study.py
     )
     result = run_demo(tmp_path / "demo", config)
     assert len(pd.read_csv(result.source / "metadata.csv")) == 4

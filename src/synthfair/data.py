@@ -63,6 +63,26 @@ def subset_pipeline(
     return wds.DataPipeline(*stages)
 
 
+def release_images(release: str | Path, keys: pd.DataFrame) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """key -> (image (H, W) float32 in [0, 1], its record) for ``keys`` (a frame with ``key`` and ``shard``
+    columns, e.g. rows of samples.parquet or subset.parquet), read from only the shards that hold them."""
+    wanted = set(keys["key"])
+    urls = [_shard_url(str(release), int(s)) for s in sorted(keys["shard"].unique())]
+    stages = [wds.SimpleShardList(urls), _open, _expand(wanted), tariterators.group_by_keys]
+    out = {}
+    for sample in wds.DataPipeline(*stages):
+        if sample["__key__"] in wanted and "png" in sample:
+            pixels = np.asarray(Image.open(io.BytesIO(sample["png"])), dtype=np.float32) / 65535.0
+            out[sample["__key__"]] = (pixels, json.loads(sample["json"]))
+    missing = wanted - set(out)
+    if missing:
+        raise SynthfairError(
+            f"{len(missing)} samples are not in the shards of {release} (e.g. {min(missing)})",
+            "check that the release and the subset or samples table belong together",
+        )
+    return out
+
+
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """A batch of pipeline samples: images stacked, labels as tensors, keys, groups and records as lists."""
     batch: dict[str, Any] = {"image": torch.stack([s["image"] for s in samples])}

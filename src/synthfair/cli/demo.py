@@ -43,4 +43,5 @@ def demo(
     typer.echo(f"  soundness report:    {(result.evaluation / 'report.html').resolve()}")
     typer.echo(f"  study release:       {result.study_release.resolve()}")
     typer.echo(f"  biased subset:       {result.subset.resolve()} (matched baseline: baseline/)")
+    typer.echo(f"  fairness study:      {(result.study / 'report.html').resolve()}")
     typer.echo(f"report: {result.report.resolve()}")

@@ -29,6 +29,7 @@ from synthfair.cli import (
     plan,
     preprocess,
     sample,
+    study,
     train,
 )
 from synthfair.errors import SynthfairError
@@ -56,6 +57,7 @@ COMMANDS = [
     ("finalize", finalize.finalize),
     ("evaluate", evaluate.evaluate),
     ("sample", sample.sample),
+    ("study", study.study),
     ("demo", demo.demo),
     ("download", download.download),
 ]

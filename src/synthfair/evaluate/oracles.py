@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torchvision
 from safetensors.torch import load_file, save_file
 from sklearn.metrics import roc_auc_score
 
@@ -38,6 +37,7 @@ from synthfair.config import dataclass_from_dict
 from synthfair.errors import ConfigError, SynthfairError
 from synthfair.fileio import write_json
 from synthfair.model.data import CacheDataset
+from synthfair.nets import augment, image_network, recalibrate_batch_norm, three_channels
 from synthfair.taxonomy import Covariate, Taxonomy, load_taxonomy
 
 ORACLES_FILE = "oracles.json"
@@ -81,7 +81,7 @@ class Oracle:
     def predict(self, images: torch.Tensor) -> np.ndarray:
         """(N,) ages, (N, C) class probabilities or (N, L) label probabilities for images (N, 1, H, W)."""
         self.net.eval()
-        out = self.net(_three_channels(images))
+        out = self.net(three_channels(images))
         if self.kind == "continuous":
             return (out[:, 0] * self.scale[1] + self.scale[0]).numpy()
         if self.kind == "categorical":
@@ -92,7 +92,7 @@ class Oracle:
     def features(self, images: torch.Tensor) -> np.ndarray:
         """The network's pooled penultimate features (N, D): the oracle's view of an image."""
         self.net.eval()
-        x = self.net.features(_three_channels(images)) if hasattr(self.net, "features") else None
+        x = self.net.features(three_channels(images)) if hasattr(self.net, "features") else None
         if x is None:
             raise SynthfairError(f"oracle architecture of {self.covariate!r} exposes no features", "")
         return torch.flatten(self.net.avgpool(x), 1).numpy()
@@ -310,7 +310,7 @@ def _fit(spec: Covariate, targets, images, records, config: OracleConfig, seed: 
             if len(idx) < 2:
                 continue
             loss = _loss(
-                spec.kind, net(_three_channels(_augment(x_all[idx], generator))), y_all[idx], m_all[idx]
+                spec.kind, net(three_channels(augment(x_all[idx], generator))), y_all[idx], m_all[idx]
             )
             optimizer.zero_grad()
             loss.backward()
@@ -319,28 +319,8 @@ def _fit(spec: Covariate, targets, images, records, config: OracleConfig, seed: 
             step += 1
             if on_step:
                 on_step(spec.name, step, steps)
-    _recalibrate_batch_norm(net, x_all, config.batch_size)
+    recalibrate_batch_norm(net, x_all, config.batch_size)
     return Oracle(spec.name, spec.kind, targets, net, scale)
-
-
-@torch.no_grad()
-def _recalibrate_batch_norm(net: torch.nn.Module, images: torch.Tensor, batch_size: int) -> None:
-    """Batch-norm statistics as the exact average over the training images under the final weights.
-
-    MobileNet's momentum of 0.01 leaves the running statistics of a short run far from the final weights'
-    (an oracle then predicts one class in eval mode); a pass in train mode with cumulative averages fixes it.
-    """
-    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    net.train()
-    for start in range(0, len(images), batch_size):
-        net(_three_channels(images[start : start + batch_size]))
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
-    net.eval()
 
 
 def _targets(spec: Covariate, records) -> tuple[str, ...]:
@@ -439,26 +419,7 @@ def _outputs(kind: str, targets: Sequence[str]) -> int:
 
 
 def _network(config: OracleConfig, outputs: int) -> torch.nn.Module:
-    kwargs: dict[str, Any] = {"weights": None, "num_classes": outputs}
-    if config.arch.startswith("mobilenet"):
-        kwargs["width_mult"] = config.width_mult
-    try:
-        return torchvision.models.get_model(config.arch, **kwargs)
-    except ValueError as err:
-        raise ConfigError(
-            f"oracle arch {config.arch!r}: {err}", "use e.g. mobilenet_v3_small or resnet18"
-        ) from None
-
-
-def _three_channels(images: torch.Tensor) -> torch.Tensor:
-    return ((images - 0.5) / 0.25).expand(-1, 3, -1, -1)
-
-
-def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Small random translations (up to 1/16 of the side), seeded: oracles should not key on exact pixels."""
-    shift = max(1, images.shape[-1] // 16)
-    dx, dy = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=generator))
-    return torch.roll(images, shifts=(dy, dx), dims=(-2, -1))
+    return image_network(config.arch, outputs, config.width_mult, what="oracle")
 
 
 def _held_out(cache) -> CacheDataset | None:

@@ -51,7 +51,8 @@ from synthfair.taxonomy import Taxonomy, load_taxonomy
 SUBSET_SCHEMA = "synthfair.subset/1"
 SUBSET_FILE, SUBSET_META = "subset.parquet", "subset.json"
 SAMPLES_FILE = "samples.parquet"
-BASE_COLUMNS = ("key", "family", "kind", "shard", "sample_hash", "split", "parent", "changed", "label")
+BASE_COLUMNS = ("key", "family", "kind", "shard", "sample_hash", "split")
+PAIR_COLUMNS = ("parent", "changed")  # read only in paired mode
 ALL = "all"  # the one group when no groups are set
 
 
@@ -155,13 +156,14 @@ def read_samples(release: str | Path, columns: Sequence[str]) -> tuple[pd.DataFr
             f"{location} does not exist: {release} is not a finalized release",
             "point at a release directory or URL (run `synthfair finalize` on a generated release)",
         ) from None
-    table = pq.read_table(io.BytesIO(data))
-    present = [c for c in dict.fromkeys(columns) if c in table.column_names]
-    return table.select(present).to_pandas(), location, hashlib.sha256(data).hexdigest()
+    names = pq.read_schema(io.BytesIO(data)).names
+    present = [c for c in dict.fromkeys(columns) if c in names]
+    table = pq.read_table(io.BytesIO(data), columns=present)
+    return table.to_pandas(), location, hashlib.sha256(data).hexdigest()
 
 
 def needed_columns(spec: BiasSpec) -> list[str]:
-    names = [*BASE_COLUMNS, "patient", *spec.groups, *spec.where]
+    names = [*BASE_COLUMNS, *(PAIR_COLUMNS if spec.pairs else ()), "patient", *spec.groups, *spec.where]
     if spec.target:
         names.append(spec.target)
     if spec.correlation:
@@ -172,7 +174,7 @@ def needed_columns(spec: BiasSpec) -> list[str]:
 # -- eligibility and groups ---------------------------------------------------------------------------------
 def _eligible(frame: pd.DataFrame, spec: BiasSpec, taxonomy: Taxonomy, where: str):
     for name in needed_columns(spec):
-        if name not in frame.columns and name not in ("patient", "parent", "changed", "label"):
+        if name not in frame.columns and name != "patient":
             raise SynthfairError(f"{where} has no column {name!r}{did_you_mean(name, frame.columns)}",
                                  "check the spec's covariate names (`synthfair taxonomy`)")  # fmt: skip
     keep = frame["kind"].isin(spec.kinds).to_numpy().copy()

@@ -1,0 +1,399 @@
+"""Downstream bias studies: a grid of bias specs, a classifier per cell, fairness per subgroup.
+
+A study spec (YAML, or `StudySpec` in Python)::
+
+    base:                          # a bias spec (docs/sampling.md) shared by every cell
+      size: 120
+      target: findings.cardiomegaly
+      prevalence: {all: 0.5}
+      correlation: {covariate: device, value: philips, strength: 0.0}
+      splits: {train: 0.6, validate: 0.2, test: 0.2}
+    grid:                          # knob -> values; the cells are the product of the lists
+      correlation.strength: [0.0, 0.9]
+    groups: [device=philips]       # sensitive attributes of the group metrics (intersections if several;
+                                   # name=value: that value against all others)
+    classifier: {epochs: 15}       # ClassifierConfig
+    seeds: [0]                     # one classifier per seed and cell
+    baseline: true                 # also train on each cell's matched no-bias baseline
+    counterfactual: device         # flip rate on factual-counterfactual pairs differing only in it
+    causal: {x: device, x1: philips}   # TV decomposition of the predictions (and of the training labels)
+    threshold: 0.5                 # or f1: the threshold maximizing F1 on the validation split
+    rebalance:                     # also train each biased cell rebalanced (same budget per method)
+      {attribute: sex, minority: female, methods: [none, reweight, oversample, generate]}
+
+    result = run_study(load_study_spec("study.yaml"), "release/", "study/", checkpoint="runs/NAME")
+    study/results.json   every number;   study/report.html   plots of each metric against the bias, per group
+
+Per cell and variant (biased subset, matched baseline) and seed: sample the subset from the release,
+read its images from the shards, train the classifier on the training split (labels with the spec's label
+noise), score the balanced test split against the true labels: group metrics (fairlearn's MetricFrame over
+the groups, bootstrap intervals), counterfactual fairness on the test families' pairs, and the causal
+decomposition of the disparity in predictions over the protected attribute (confounders = its ancestors in
+the taxonomy's graph, mediators = its descendants).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import synthfair
+from synthfair.config import config_to_dict, dataclass_from_dict, read_yaml
+from synthfair.data import release_images
+from synthfair.errors import ConfigError
+from synthfair.fairness.causal import tv_decomposition
+from synthfair.fairness.classifier import ClassifierConfig, train_classifier
+from synthfair.fairness.counterfactual import counterfactual_fairness
+from synthfair.fairness.groups import f1_threshold, group_metrics
+from synthfair.fairness.rebalance import RebalanceSpec, training_set
+from synthfair.fairness.representation import representation
+from synthfair.fileio import write_json
+from synthfair.sampling import bias_spec_from_dict, read_samples, sample, write_subset
+from synthfair.sampling.spec import BiasSpec
+from synthfair.taxonomy import Taxonomy, load_taxonomy
+
+SCHEMA = "synthfair.study/1"
+
+
+@dataclass(frozen=True)
+class CausalSpec:
+    x: str  # the protected attribute, e.g. sex, race or device
+    x1: str  # its value compared with all others (x0), e.g. philips
+    x0: str | None = None  # None: every other value
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    base: dict[str, Any]
+    grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    groups: tuple[str, ...] = ("sex",)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    seeds: tuple[int, ...] = (0,)
+    baseline: bool = True
+    counterfactual: str | None = None
+    causal: CausalSpec | None = None
+    threshold: Any = 0.5  # a number, or "f1"
+    n_boot: int = 100
+    rebalance: RebalanceSpec | None = None  # also train each biased cell's training split rebalanced
+
+    def __post_init__(self) -> None:
+        if not (self.threshold == "f1" or isinstance(self.threshold, (int, float))):
+            raise ConfigError(f"study threshold {self.threshold!r} is neither a number nor 'f1'",
+                              "use e.g. threshold: 0.5")  # fmt: skip
+        if not self.seeds:
+            raise ConfigError("study seeds is empty", "use e.g. seeds: [0]")
+        for knob, values in self.grid.items():
+            if not values:
+                raise ConfigError(f"study grid {knob!r} has no values", f"e.g. {knob}: [0.0, 0.9]")
+
+    def cells(self) -> list[dict[str, Any]]:
+        """Every combination of the grid's values, as {knob: value}."""
+        knobs = list(self.grid)
+        return [dict(zip(knobs, values, strict=True)) for values in itertools.product(*self.grid.values())]
+
+    def bias_spec(self, cell: Mapping[str, Any]) -> BiasSpec:
+        data = json.loads(json.dumps(self.base))
+        for knob, value in cell.items():
+            _set(data, knob.split("."), value)
+        return bias_spec_from_dict(data, where=f"study cell {dict(cell)}")
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    out: Path
+    results: list[dict[str, Any]]  # one per cell x variant x seed
+
+    def table(self, metric: str = "auroc") -> pd.DataFrame:
+        """Per cell, variant, seed and group: ``metric`` with its interval."""
+        rows = []
+        for r in self.results:
+            for g in r["groups"]["by_group"]:
+                rows.append({**r["cell"], "variant": r["variant"], "seed": r["seed"], "group": g["group"],
+                             metric: g.get(metric), "lo": g.get(f"{metric}_lo"), "hi": g.get(f"{metric}_hi"),
+                             "count": g.get("count")})  # fmt: skip
+        return pd.DataFrame(rows)
+
+
+def load_study_spec(path: str | Path) -> StudySpec:
+    data = read_yaml(path)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: a study spec is a mapping", "see docs/fairness.md")
+    return dataclass_from_dict(StudySpec, data, where=str(path))
+
+
+def run_study(
+    spec: StudySpec,
+    release: str | Path,
+    out: str | Path,
+    taxonomy: Taxonomy | None = None,
+    on_cell: Callable[[str], None] | None = None,
+    checkpoint: str | Path | None = None,
+) -> StudyResult:
+    """Run every cell of ``spec`` on ``release``; write results.json and report.html into ``out``.
+    ``checkpoint`` (the generator) is needed by ``rebalance`` with the ``generate`` method."""
+    from synthfair.fairness.report import write_study_report
+
+    taxonomy = taxonomy or load_taxonomy()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame, _, digest = read_samples(release, _all_columns())
+    run = _Run(spec, str(release), frame, taxonomy, _engine(spec, checkpoint), on_cell or (lambda text: None))
+    cells = spec.cells() or [{}]
+    results = []
+    for i, cell in enumerate(cells):
+        bias = spec.bias_spec(cell)
+        variants = [("biased", bias)] + ([("baseline", bias.baseline())] if spec.baseline else [])
+        for variant, variant_spec in variants:
+            subset = replace(
+                sample(frame, variant_spec, taxonomy), release=str(release), samples_sha256=digest
+            )
+            where = {"cell": cell, "cell_index": i,
+                     "subset": str(write_subset(subset, out / "cells" / f"{i:02d}-{variant}"))}  # fmt: skip
+            images = release_images(release, subset.table)
+            for seed in spec.seeds:
+                run.on_cell(f"cell {i + 1}/{len(cells)} {_label(cell)} {variant} seed {seed}")
+                results.append(
+                    {**where, "variant": variant, "seed": seed, **_run_cell(run, subset, images, seed)}
+                )
+                if variant == "biased" and spec.rebalance:
+                    results += _rebalanced(run, subset, images, seed, where)
+    meta = {"schema": SCHEMA, "release": str(release), "samples_sha256": digest, "spec": config_to_dict(spec),
+            "results": results, "synthfair_version": synthfair.__version__}  # fmt: skip
+    write_json(out / "results.json", _jsonable(meta))
+    write_study_report(out / "report.html", spec, results)
+    return StudyResult(out, results)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every cell of a study shares."""
+
+    spec: StudySpec
+    release: str
+    frame: pd.DataFrame  # the release's samples.parquet
+    taxonomy: Taxonomy
+    engine: Any  # a CounterfactualEngine when rebalancing by generation
+    on_cell: Callable[[str], None]
+
+
+# -- one cell -----------------------------------------------------------------------------------------------
+def _run_cell(run: _Run, subset, images, seed: int, train_set=None) -> dict[str, Any]:
+    spec, taxonomy = run.spec, run.taxonomy
+    table = subset.table
+    train, validate, test = (table[table["split"] == s] for s in ("train", "validate", "test"))
+    if test.empty:
+        raise ConfigError(
+            "the study's bias spec gives an empty test split", "give splits.test a fraction > 0"
+        )
+    config = ClassifierConfig(**{**config_to_dict(spec.classifier), "seed": seed})
+    if train_set is None:
+        train_set = (np.stack([images[k][0] for k in train["key"]]), train["target"].to_numpy(), None)
+    model = train_classifier(train_set[0], train_set[1], config, weights=train_set[2])
+    scores = model.predict(np.stack([images[k][0] for k in test["key"]]))
+    threshold = _threshold(spec, model, validate, images)
+    records = [images[k][1] for k in test["key"]]
+    groups = _covariate_frame(records, spec.groups, taxonomy)
+    y_true = test["target_true"].to_numpy()
+    out: dict[str, Any] = {
+        "threshold": threshold,
+        "subset_stats": {s: _short_stats(v) for s, v in subset.stats.items()},
+        "groups": _labelled(
+            group_metrics(
+                y_true, scores, groups, threshold=threshold, n_boot=spec.n_boot, seed=seed
+            ).to_dict()
+        ),  # fmt: skip
+    }
+    out["representation"] = _representation(run, train, subset.spec.target)
+    if spec.counterfactual:
+        out["counterfactual"] = _counterfactual(run, model, test, threshold, seed)
+    if spec.causal:
+        out["causal"] = _causal(spec, records, scores >= threshold, train, images, seed, taxonomy)
+    return out
+
+
+def _rebalanced(run: _Run, subset, images, seed: int, where: dict[str, Any]) -> list[dict]:
+    """The biased cell's training split rebalanced by each method (``none`` is the biased run itself)."""
+    train = subset.table[subset.table["split"] == "train"]
+    rebalance = run.spec.rebalance
+    out = []
+    for method in rebalance.methods:
+        if method == "none":
+            continue
+        run.on_cell(f"  rebalance by {method}")
+        x, y, w, info = training_set(method, train, images, rebalance, subset.spec.target, seed, run.engine)
+        result = _run_cell(run, subset, images, seed, train_set=(x, y, w))
+        out.append({**where, "variant": f"rebalance:{method}", "seed": seed, "rebalance": info, **result})
+    return out
+
+
+def _engine(spec: StudySpec, checkpoint):
+    if not (spec.rebalance and "generate" in spec.rebalance.methods):
+        return None
+    if checkpoint is None:
+        raise ConfigError("the study rebalances by generation but no generator was given",
+                          "pass --checkpoint runs/NAME (or the shipped model's directory)")  # fmt: skip
+    from synthfair.counterfactual import CounterfactualEngine, EngineConfig
+
+    return CounterfactualEngine.load(checkpoint, EngineConfig(steps=spec.rebalance.steps, batch_size=16))
+
+
+def _labelled(report: dict[str, Any]) -> dict[str, Any]:
+    """Each group row also gets ``group``: its values joined (``female x black``)."""
+    for row in report["by_group"]:
+        row["group"] = " x ".join(str(row[c]) for c in report["group_columns"])
+    return report
+
+
+def _representation(run: _Run, train: pd.DataFrame, target: str | None) -> dict[str, Any]:
+    """The training split's groups against the release's factual images: shares, log disparity, EDF."""
+    frame = run.frame
+    data = frame[frame["key"].isin(set(train["key"]))]
+    reference = frame[frame["kind"] == "factual"]
+    by = list(dict.fromkeys(g.partition("=")[0] for g in run.spec.groups))
+    return representation(data, reference, by, target=target, taxonomy=run.taxonomy).to_dict()
+
+
+def _threshold(spec, model, validate, images) -> float:
+    """The spec's threshold, or ("f1") the one maximizing F1 on the validation split (0.5 without one)."""
+    if spec.threshold != "f1":
+        return float(spec.threshold)
+    if validate.empty or validate["target"].nunique() < 2:
+        return 0.5
+    scores = model.predict(np.stack([images[k][0] for k in validate["key"]]))
+    return f1_threshold(validate["target"].to_numpy(), scores)
+
+
+def _counterfactual(run: _Run, model, test, threshold, seed) -> dict[str, Any]:
+    """Pairs (factual, counterfactual differing only in the attribute) of the test split's families."""
+    spec, frame, release = run.spec, run.frame, run.release
+    attribute = spec.counterfactual
+    changed = frame["changed"].map(lambda v: v is not None and len(v) == 1 and v[0] == attribute)
+    cf = frame[changed & frame["family"].isin(set(test["family"])) & (frame["kind"] == "counterfactual")]
+    factual = frame[frame["key"].isin(set(cf["parent"]))]
+    if cf.empty or factual.empty:
+        return {"note": f"the release has no counterfactual pairs differing only in {attribute!r} for the "
+                        "test families"}  # fmt: skip
+    images = release_images(release, pd.concat([cf, factual])[["key", "shard"]])
+    score = {
+        k: s for k, s in zip(images, model.predict(np.stack([v[0] for v in images.values()])), strict=True)
+    }
+    pairs = pd.DataFrame({
+        "score_factual": [score[p] for p in cf["parent"]],
+        "score_counterfactual": [score[k] for k in cf["key"]],
+        "group": [images[p][1]["covariates"].get(attribute) for p in cf["parent"]],
+    })  # fmt: skip
+    result = counterfactual_fairness(pairs, "score_factual", "score_counterfactual", threshold=threshold,
+                                     by=["group"], n_boot=spec.n_boot, seed=seed)  # fmt: skip
+    return {"attribute": attribute, "pairs": len(pairs), **_as_dict(result)}
+
+
+def _causal(spec, records, predicted, train, images, seed, taxonomy) -> dict[str, Any]:
+    """TV decomposition over the protected attribute: of the predictions on the test split and of the
+    training labels (the bias the data carries)."""
+    c = spec.causal
+    z = [n for n in taxonomy.ancestors(c.x) if n in taxonomy.names and taxonomy[n].kind != "multilabel"]
+    w = [n for n in taxonomy.descendants(c.x) if n in taxonomy.names and taxonomy[n].kind != "multilabel"]
+    out = {"x": c.x, "x1": c.x1, "x0": c.x0 or f"not {c.x1}", "z": z, "w": w}
+    for name, recs, y in (
+        ("predictions", records, np.asarray(predicted, int)),
+        ("training_labels", [images[k][1] for k in train["key"]], train["target"].to_numpy()),
+    ):
+        data = _covariate_frame(recs, [c.x, *z, *w], taxonomy)
+        data["x"] = np.where(data[c.x] == c.x1, "x1", "x0")
+        if c.x0 is not None:
+            keep = data[c.x].isin([c.x1, c.x0]).to_numpy()
+            data, y = data[keep], y[keep]
+        data["y"] = y
+        if data["x"].nunique() < 2:
+            out[name] = {"note": f"only one value of {c.x} in the data"}
+            continue
+        out[name] = _as_dict(
+            tv_decomposition(data, "x", "x0", "x1", "y", z, w, n_boot=spec.n_boot, seed=seed)
+        )
+    return out
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+def _covariate_frame(records: list[dict[str, Any]], names, taxonomy: Taxonomy) -> pd.DataFrame:
+    """The records' covariates as columns; continuous ones in their taxonomy bins, findings as 0/1."""
+    columns = {}
+    for name in names:
+        name, _, value = name.partition("=")  # device=philips: a binary group, philips vs not philips
+        head, _, label = name.partition(".")
+        values = [r["covariates"].get(head) for r in records]
+        if label:
+            values = [(v or {}).get(label) for v in values]
+        elif head in taxonomy.names and taxonomy[head].kind == "continuous" and taxonomy[head].bins:
+            values = [taxonomy[head].bin_label(v) for v in values]
+        values = [str(v) for v in values]
+        if value:
+            name, values = f"{name}={value}", [v if v == value else f"not {value}" for v in values]
+        columns[name] = values
+    return pd.DataFrame(columns)
+
+
+def _short_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    keep = {"size": stats["size"]["achieved"]}
+    if "correlation" in stats:
+        keep["correlation_strength"] = stats["correlation"]["achieved_strength"]
+    if "prevalence" in stats:
+        keep["prevalence"] = {g: v["achieved"] for g, v in stats["prevalence"].items()}
+    if "shares" in stats:
+        keep["shares"] = {g: v["achieved"] for g, v in stats["shares"].items()}
+    return keep
+
+
+def _set(data: dict, path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        data = data.setdefault(key, {})
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"study grid knob {'.'.join(path)!r} goes through a non-mapping", "check the knob"
+            )
+    data[path[-1]] = value
+
+
+def _label(cell: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in cell.items()) or "no grid"
+
+
+def _all_columns() -> list[str]:
+    from synthfair.sampling.sampler import BASE_COLUMNS, PAIR_COLUMNS
+
+    taxonomy = load_taxonomy()
+    names = [*BASE_COLUMNS, *PAIR_COLUMNS, "patient"]
+    for spec in taxonomy:
+        if spec.kind == "multilabel":
+            names += [f"{spec.name}.{label}" for label in spec.values]
+        else:
+            names.append(spec.name)
+    return names
+
+
+def _as_dict(result: Any) -> dict[str, Any]:
+    if hasattr(result, "to_dict"):
+        return result.to_dict()
+    if isinstance(result, pd.DataFrame):
+        return {"table": result.to_dict("records")}
+    return dict(result)
+
+
+def _jsonable(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {str(k): _jsonable(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_jsonable(v) for v in data]
+    if isinstance(data, np.integer):
+        return int(data)
+    if isinstance(data, (np.floating, float)):
+        return None if not np.isfinite(data) else float(data)
+    if isinstance(data, np.bool_):
+        return bool(data)
+    return data
