@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -26,6 +27,20 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def jsonable(data: Any) -> Any:
+    """``data`` as plain JSON values: mappings (keys as text) and sequences recursively, numpy scalars as
+    Python numbers, NaN and infinities as None."""
+    if isinstance(data, dict):
+        return {str(k): jsonable(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [jsonable(v) for v in data]
+    if hasattr(data, "item") and getattr(data, "shape", None) == ():  # numpy scalars
+        data = data.item()
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
 
 
 def write_json(path: str | Path, data: Any, sort_keys: bool = False) -> None:

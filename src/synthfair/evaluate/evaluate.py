@@ -25,7 +25,7 @@ from synthfair.evaluate.oracles import Oracles
 from synthfair.evaluate.release_truth import phantom_truth
 from synthfair.evaluate.report import write_report
 from synthfair.evaluate.samples import ReleaseSamples, read_release
-from synthfair.fileio import write_json
+from synthfair.fileio import jsonable, write_json
 from synthfair.generate.card import intersection_axes
 from synthfair.model.data import CacheDataset
 from synthfair.taxonomy import Taxonomy, load_taxonomy
@@ -123,7 +123,7 @@ def evaluate(
         metrics["composition"] = metrics["reversibility"] = {"note": NOT_MEASURED_GENERATOR}
     else:
         _generator_metrics(samples, oracles, checkpoint, release, config, metrics, tables, taxonomy, axes)
-    write_json(out / "metrics.json", _jsonable(metrics))
+    write_json(out / "metrics.json", jsonable(metrics))
     write_report(out / "report.html", samples, metrics, tables, privacy_pairs)
     return Evaluation(out, metrics, tables)
 
@@ -211,15 +211,3 @@ def _generator_metrics(
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records")) if not frame.empty else []
-
-
-def _jsonable(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {str(k): _jsonable(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_jsonable(v) for v in data]
-    if isinstance(data, (np.floating, float)):
-        return None if not np.isfinite(data) else float(data)
-    if isinstance(data, np.integer):
-        return int(data)
-    return data

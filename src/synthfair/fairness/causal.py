@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from synthfair.errors import ConfigError, SynthfairError, did_you_mean
+from synthfair.fileio import jsonable
 
 QUANTILES = (2.5, 97.5)  # percentile bootstrap interval
 EFFECTS = ("tv", "ctf_de", "ctf_ie", "ctf_se")
@@ -61,7 +62,7 @@ class TVDecomposition:
     def to_dict(self) -> dict:
         """JSON-ready point estimates and intervals (NaN -> None), without the resamples."""
         out: dict = {
-            k: {s: _json(getattr(getattr(self, k), s)) for s in ("value", "lo", "hi")} for k in EFFECTS
+            k: {s: jsonable(getattr(getattr(self, k), s)) for s in ("value", "lo", "hi")} for k in EFFECTS
         }
         out.update(n=self.n, n_empty_cells=self.n_empty_cells, n_empty_strata=self.n_empty_strata)
         return out
@@ -236,7 +237,3 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
         return math.nan, math.nan
     lo, hi = np.percentile(values, QUANTILES)
     return float(lo), float(hi)
-
-
-def _json(v: float):
-    return None if math.isnan(v) else v

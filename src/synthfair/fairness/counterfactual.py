@@ -10,7 +10,6 @@ classifier that ignores the attribute, 1 for one that decides on the attribute a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from synthfair.errors import ConfigError, did_you_mean
+from synthfair.fileio import jsonable
 
 STATISTICS = ("flip_rate", "mean_change", "mean_abs_change")
 QUANTILES = (2.5, 97.5)  # percentile bootstrap interval
@@ -46,7 +46,7 @@ class CounterfactualFairness:
 
     def to_dict(self) -> dict:
         """JSON-ready (NaN -> None)."""
-        rows = [{k: _json(v) for k, v in row.items()} for row in self.table.to_dict("records")]
+        rows = [{k: jsonable(v) for k, v in row.items()} for row in self.table.to_dict("records")]
         head = {"threshold": self.threshold, "by": list(self.by), "n_boot": self.n_boot, "seed": self.seed}
         return {**head, "overall": rows[0], "table": rows}
 
@@ -117,9 +117,3 @@ def _check_columns(pairs: pd.DataFrame, columns: list[str]) -> None:
                 f"pairs has no column {name!r}{did_you_mean(name, pairs.columns)}",
                 f"columns: {', '.join(map(str, pairs.columns))}",
             )
-
-
-def _json(v):
-    if isinstance(v, np.generic):
-        v = v.item()
-    return None if isinstance(v, float) and math.isnan(v) else v

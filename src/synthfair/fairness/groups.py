@@ -23,6 +23,7 @@ from fairlearn.metrics import MetricFrame, demographic_parity_difference, equali
 from sklearn.metrics import roc_auc_score
 
 from synthfair.errors import ConfigError
+from synthfair.fileio import jsonable
 
 QUANTILES = (2.5, 97.5)  # percentile bootstrap interval
 
@@ -124,13 +125,13 @@ class GroupReport:
         """JSON-ready: groups as records (group columns first), NaN -> None."""
         records = self.by_group.reset_index().to_dict("records")
         return {
-            "threshold": _json(self.threshold),
+            "threshold": jsonable(self.threshold),
             "n_boot": self.n_boot,
             "seed": self.seed,
             "group_columns": list(self.group_columns),
-            "overall": {k: _json(v) for k, v in self.overall.items()},
-            "aggregates": {k: {s: _json(v) for s, v in d.items()} for k, d in self.aggregates.items()},
-            "by_group": [{str(k): _json(v) for k, v in row.items()} for row in records],
+            "overall": {k: jsonable(v) for k, v in self.overall.items()},
+            "aggregates": {k: {s: jsonable(v) for s, v in d.items()} for k, d in self.aggregates.items()},
+            "by_group": [{str(k): jsonable(v) for k, v in row.items()} for row in records],
         }
 
 
@@ -323,9 +324,3 @@ def _nan_min(values: pd.Series) -> float:
 
 def _nan_max(values: pd.Series) -> float:
     return float(values.max()) if values.notna().any() else math.nan
-
-
-def _json(v):
-    if isinstance(v, np.generic):
-        v = v.item()
-    return None if isinstance(v, float) and not math.isfinite(v) else v

@@ -54,7 +54,7 @@ from synthfair.fairness.counterfactual import counterfactual_fairness
 from synthfair.fairness.groups import f1_threshold, group_metrics
 from synthfair.fairness.rebalance import RebalanceSpec, training_set
 from synthfair.fairness.representation import representation
-from synthfair.fileio import write_json
+from synthfair.fileio import jsonable, write_json
 from synthfair.sampling import bias_spec_from_dict, read_samples, sample, write_subset
 from synthfair.sampling.spec import BiasSpec
 from synthfair.taxonomy import Taxonomy, load_taxonomy
@@ -166,7 +166,7 @@ def run_study(
                     results += _rebalanced(run, subset, images, seed, where)
     meta = {"schema": SCHEMA, "release": str(release), "samples_sha256": digest, "spec": config_to_dict(spec),
             "results": results, "synthfair_version": synthfair.__version__}  # fmt: skip
-    write_json(out / "results.json", _jsonable(meta))
+    write_json(out / "results.json", jsonable(meta))
     write_study_report(out / "report.html", spec, results)
     return StudyResult(out, results)
 
@@ -383,17 +383,3 @@ def _as_dict(result: Any) -> dict[str, Any]:
     if isinstance(result, pd.DataFrame):
         return {"table": result.to_dict("records")}
     return dict(result)
-
-
-def _jsonable(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {str(k): _jsonable(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_jsonable(v) for v in data]
-    if isinstance(data, np.integer):
-        return int(data)
-    if isinstance(data, (np.floating, float)):
-        return None if not np.isfinite(data) else float(data)
-    if isinstance(data, np.bool_):
-        return bool(data)
-    return data

@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 import synthfair
 from synthfair.config import config_to_dict
 from synthfair.errors import ConfigError, SynthfairError, did_you_mean
-from synthfair.fileio import atomic_write, write_json
+from synthfair.fileio import atomic_write, jsonable, write_json
 from synthfair.sampling.spec import BiasSpec
 from synthfair.selection import covariate_of, where_mask
 from synthfair.taxonomy import Taxonomy, load_taxonomy
@@ -142,7 +142,7 @@ def write_subset(subset: Subset, out: str | Path) -> Path:
         "stats": subset.stats,
         "synthfair_version": synthfair.__version__,
     }
-    write_json(out / SUBSET_META, _jsonable(meta))
+    write_json(out / SUBSET_META, jsonable(meta))
     return out
 
 
@@ -614,15 +614,3 @@ def _read_bytes(location: str) -> bytes:
 
     with fsspec.open(location, "rb") as f:
         return f.read()
-
-
-def _jsonable(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {str(k): _jsonable(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_jsonable(v) for v in data]
-    if isinstance(data, (np.integer,)):
-        return int(data)
-    if isinstance(data, (np.floating, float)):
-        return None if np.isnan(data) else float(data)
-    return data
