@@ -53,13 +53,19 @@ def subset_pipeline(
                                  f"its splits: {sorted(set(table['split']))}")  # fmt: skip
         table = table[table["split"] == split]
     root = str(release if release is not None else meta["release"])
+    if root.startswith("<"):
+        raise SynthfairError(f"subset {subset} does not say where its release is ({root})",
+                             "pass release= (a release directory or URL prefix)")  # fmt: skip
     urls = [_shard_url(root, int(s)) for s in sorted(table["shard"].unique())]
     labels = {row["key"]: {c: row[c] for c in LABEL_COLUMNS if c in row}
               for row in table.to_dict("records")}  # fmt: skip
-    stages: list[Any] = [wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker, _open]
+    stages: list[Any] = [wds.SimpleShardList(urls)]
+    if shuffle:  # shard order and a sample buffer, reseeded every epoch (seed + epoch): deterministic
+        stages.append(wds.detshuffle(len(urls), initial=len(urls), seed=seed))
+    stages += [wds.split_by_node, wds.split_by_worker, _open]
     stages += [_expand(set(labels)), tariterators.group_by_keys, _attach(labels)]
     if shuffle:
-        stages.append(wds.shuffle(shuffle, seed=seed))
+        stages.append(wds.detshuffle(shuffle, initial=min(shuffle, 100), seed=seed))
     return wds.DataPipeline(*stages)
 
 

@@ -29,7 +29,10 @@ def test_a_study_cell_runs_end_to_end_and_writes_results_and_report(finalized_re
     assert first["groups"]["by_group"] and "auroc" in first["groups"]["overall"]
     assert "equalized_odds_difference" in first["groups"]["aggregates"]
     assert first["counterfactual"]["attribute"] == "sex" and first["counterfactual"]["pairs"] >= 1
-    assert set(first["causal"]) >= {"predictions", "training_labels", "z", "w"}
+    causal = first["causal"]
+    assert set(causal) >= {"predictions", "training_labels", "z"}
+    assert causal["predictions"]["w"][0] == "findings.cardiomegaly"  # the disease mediates predictions
+    assert "findings.cardiomegaly" not in causal["training_labels"]["w"]  # ... but is the labels' outcome
     saved = json.loads((tmp_path / "study" / "results.json").read_text())
     assert saved["schema"] == "synthfair.study/1" and len(saved["results"]) == 2
     html = (tmp_path / "study" / "report.html").read_text()

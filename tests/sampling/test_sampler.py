@@ -138,3 +138,25 @@ def test_a_release_url_is_read_through_fsspec(samples, tmp_path):
     samples.head(2000).to_parquet(tmp_path / "r" / "samples.parquet")
     subset = sample(f"file://{tmp_path / 'r'}", bias_spec_from_dict({"size": 50}))
     assert len(subset.table) == 50 and subset.release.startswith("file://")
+
+
+def test_patients_never_span_splits_even_when_some_rows_lack_a_patient_key(samples):
+    frame = samples.copy()
+    frame["patient"] = "p" + (frame["family"].str[-8:].astype(int) // 2).astype(str)  # 2 families per patient
+    frame.loc[frame.index[0], "patient"] = None
+    table = sample(frame, bias_spec_from_dict({"size": 3000, "seed": 1})).table
+    merged = table.merge(frame[["key", "patient"]], on="key")
+    assert merged.dropna(subset=["patient"]).groupby("patient")["split"].nunique().max() == 1
+
+
+def test_pairs_share_their_label_noise_and_count_once(samples, tmp_path):
+    (tmp_path / "r").mkdir()
+    samples.to_parquet(tmp_path / "r" / "samples.parquet")
+    spec = bias_spec_from_dict({"size": 300, "pairs": "sex", "target": TARGET, "groups": ["race"],
+                                "label_noise": {"white": 0.5}})  # fmt: skip
+    subset = sample(tmp_path / "r", spec)
+    table = subset.table
+    assert "sex" in table.columns and subset.stats["train"]["size"]["achieved"] == 180
+    assert table.groupby("pair")["target"].nunique().max() == 1  # a pair differs in sex only
+    rate = subset.stats["train"]["label_noise"]["white"]["positive_to_negative"]["achieved"]
+    assert rate == pytest.approx(0.5, abs=0.05)

@@ -11,6 +11,10 @@ reweighting or oversampling, with the same budget.
 - ``generate``: ``budget`` majority training images turned into minority members by the causal model:
   do(attribute = minority) through the counterfactual engine; the label is the counterfactual's target
   (the attribute SCM propagates the intervention to findings that depend on it).
+
+Generated members carry the counterfactual's labels, free of the spec's label noise: under annotation bias
+in the minority group, generation also dilutes that noise. Oversampling and generation train on
+``budget`` more samples (more optimizer steps per epoch) than none and reweighting.
 """
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ def training_set(
     head, _, label = target.partition(".")
     labels = np.array([float(cf.covariates[head][label] if label else cf.covariates[head]) for cf in made])
     info["generated_positive_rate"] = float(labels.mean())
+    info["generated_labels"] = "counterfactual covariates (no label noise)"
     new = np.stack([cf.image for cf in made]).astype(np.float32)
     return (
         np.concatenate([x, new]),

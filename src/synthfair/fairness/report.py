@@ -1,6 +1,6 @@
 """The study report: self-contained HTML with each metric plotted against the bias, per group.
 
-x axis: the study's first grid knob (or the cell number); one line per group; biased subsets solid,
+x axis: the study's grid knob (with several knobs: the cell number); one line per group; biased subsets solid,
 matched baselines dashed; bars are 95% bootstrap intervals (first seed).
 """
 
@@ -32,8 +32,8 @@ def write_study_report(path: Path, spec, results: list[dict[str, Any]]) -> None:
     """``path`` (report.html) and each plot as ``plots/<metric>.png`` beside it."""
     plots = path.parent / "plots"
     plots.mkdir(exist_ok=True)
-    knob = next(iter(spec.grid), None)
-    x_label = knob or "cell"
+    knob = next(iter(spec.grid)) if len(spec.grid) == 1 else None  # several knobs: x is the cell number
+    x_label = knob or "cell (see the table at the end)"
     parts = [
         "<h1>SynthFair fairness study</h1>",
         f"<p>{len(results)} classifiers: cells of {html.escape(', '.join(spec.grid) or 'no grid')}, "
@@ -155,7 +155,13 @@ def _rebalance_frame(results, knob) -> pd.DataFrame:
 def _overview(results) -> pd.DataFrame:
     rows = []
     for r in results:
-        row = {**r["cell"], "variant": r["variant"], "seed": r["seed"], "threshold": r["threshold"]}
+        row = {
+            "cell": r["cell_index"],
+            **r["cell"],
+            "variant": r["variant"],
+            "seed": r["seed"],
+            "threshold": r["threshold"],
+        }
         row.update({k: _fmt(v) for k, v in r["groups"]["overall"].items()})
         for name in AGGREGATES:
             if name in r["groups"]["aggregates"]:

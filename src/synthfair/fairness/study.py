@@ -56,10 +56,12 @@ from synthfair.fairness.rebalance import RebalanceSpec, training_set
 from synthfair.fairness.representation import representation
 from synthfair.fileio import jsonable, write_json
 from synthfair.sampling import bias_spec_from_dict, read_samples, sample, write_subset
+from synthfair.sampling.sampler import release_location
 from synthfair.sampling.spec import BiasSpec
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 SCHEMA = "synthfair.study/1"
+MISSING = "(missing)"  # the group of samples whose covariate is unknown
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class StudySpec:
     def bias_spec(self, cell: Mapping[str, Any]) -> BiasSpec:
         data = json.loads(json.dumps(self.base))
         for knob, value in cell.items():
-            _set(data, knob.split("."), value)
+            _set(data, _knob_path(knob), value)
         return bias_spec_from_dict(data, where=f"study cell {dict(cell)}")
 
 
@@ -152,7 +154,9 @@ def run_study(
         variants = [("biased", bias)] + ([("baseline", bias.baseline())] if spec.baseline else [])
         for variant, variant_spec in variants:
             subset = replace(
-                sample(frame, variant_spec, taxonomy), release=str(release), samples_sha256=digest
+                sample(frame, variant_spec, taxonomy),
+                release=release_location(release),
+                samples_sha256=digest,
             )
             where = {"cell": cell, "cell_index": i,
                      "subset": str(write_subset(subset, out / "cells" / f"{i:02d}-{variant}"))}  # fmt: skip
@@ -214,7 +218,9 @@ def _run_cell(run: _Run, subset, images, seed: int, train_set=None) -> dict[str,
     if spec.counterfactual:
         out["counterfactual"] = _counterfactual(run, model, test, threshold, seed)
     if spec.causal:
-        out["causal"] = _causal(spec, records, scores >= threshold, train, images, seed, taxonomy)
+        out["causal"] = _causal(
+            spec, records, scores >= threshold, train, images, seed, taxonomy, subset.spec.target
+        )
     return out
 
 
@@ -294,29 +300,36 @@ def _counterfactual(run: _Run, model, test, threshold, seed) -> dict[str, Any]:
     return {"attribute": attribute, "pairs": len(pairs), **_as_dict(result)}
 
 
-def _causal(spec, records, predicted, train, images, seed, taxonomy) -> dict[str, Any]:
+def _causal(spec, records, predicted, train, images, seed, taxonomy, target) -> dict[str, Any]:
     """TV decomposition over the protected attribute: of the predictions on the test split and of the
-    training labels (the bias the data carries)."""
+    training labels (the bias the data carries). Z = the attribute's ancestors in the taxonomy's graph;
+    W = its descendants: for predictions the target finding and the others (the image shows them all), for
+    labels only those that are not the finding or its effects (adjusting for an outcome's child biases)."""
     c = spec.causal
-    z = [n for n in taxonomy.ancestors(c.x) if n in taxonomy.names and taxonomy[n].kind != "multilabel"]
-    w = [n for n in taxonomy.descendants(c.x) if n in taxonomy.names and taxonomy[n].kind != "multilabel"]
-    out = {"x": c.x, "x1": c.x1, "x0": c.x0 or f"not {c.x1}", "z": z, "w": w}
-    for name, recs, y in (
-        ("predictions", records, np.asarray(predicted, int)),
-        ("training_labels", [images[k][1] for k in train["key"]], train["target"].to_numpy()),
+    plain = lambda names: [n for n in names if n in taxonomy.names and taxonomy[n].kind != "multilabel"]  # noqa: E731
+    head = target.partition(".")[0]
+    z = plain(taxonomy.ancestors(c.x))
+    below = taxonomy.descendants(c.x)
+    w_predictions = ([target] if head in below else []) + plain(below)
+    w_labels = [n for n in plain(below) if n not in taxonomy.descendants(head)]
+    out = {"x": c.x, "x1": c.x1, "x0": c.x0 or f"not {c.x1}", "z": z}
+    for name, recs, y, w in (
+        ("predictions", records, np.asarray(predicted, int), w_predictions),
+        ("training_labels", [images[k][1] for k in train["key"]], train["target"].to_numpy(), w_labels),
     ):
         data = _covariate_frame(recs, [c.x, *z, *w], taxonomy)
+        known = (data[c.x] != MISSING).to_numpy()  # samples without the attribute say nothing about it
+        data, y = data[known], y[known]
         data["x"] = np.where(data[c.x] == c.x1, "x1", "x0")
         if c.x0 is not None:
             keep = data[c.x].isin([c.x1, c.x0]).to_numpy()
             data, y = data[keep], y[keep]
         data["y"] = y
         if data["x"].nunique() < 2:
-            out[name] = {"note": f"only one value of {c.x} in the data"}
+            out[name] = {"w": w, "note": f"only one value of {c.x} in the data"}
             continue
-        out[name] = _as_dict(
-            tv_decomposition(data, "x", "x0", "x1", "y", z, w, n_boot=spec.n_boot, seed=seed)
-        )
+        result = tv_decomposition(data, "x", "x0", "x1", "y", z, w, n_boot=spec.n_boot, seed=seed)
+        out[name] = {"w": w, **_as_dict(result)}
     return out
 
 
@@ -332,7 +345,7 @@ def _covariate_frame(records: list[dict[str, Any]], names, taxonomy: Taxonomy) -
             values = [(v or {}).get(label) for v in values]
         elif head in taxonomy.names and taxonomy[head].kind == "continuous" and taxonomy[head].bins:
             values = [taxonomy[head].bin_label(v) for v in values]
-        values = [str(v) for v in values]
+        values = [str(v) if v is not None else MISSING for v in values]
         if value:
             name, values = f"{name}={value}", [v if v == value else f"not {value}" for v in values]
         columns[name] = values
@@ -348,6 +361,18 @@ def _short_stats(stats: dict[str, Any]) -> dict[str, Any]:
     if "shares" in stats:
         keep["shares"] = {g: v["achieved"] for g, v in stats["shares"].items()}
     return keep
+
+
+def _knob_path(knob: str) -> list[str]:
+    """A grid knob's key path in the bias spec: ``correlation.strength`` -> [correlation, strength];
+    mapping-valued keys keep the rest whole (``where.findings.cardiomegaly``, ``shares.female x black``)."""
+    head, _, rest = knob.partition(".")
+    if head in ("where", "shares", "prevalence", "label_noise") and rest:
+        if head == "label_noise" and "." in rest:  # label_noise.<group>.<rate>
+            group, _, rate = rest.rpartition(".")
+            return [head, group, rate]
+        return [head, rest]
+    return [head, *rest.split(".")] if rest else [head]
 
 
 def _set(data: dict, path: list[str], value: Any) -> None:

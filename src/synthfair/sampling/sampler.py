@@ -93,7 +93,7 @@ def sample(release: str | Path | pd.DataFrame, spec: BiasSpec, taxonomy: Taxonom
     chosen, stats = [], {}
     for name, split in spec.splits.items():
         in_split = units[unit_split == name]
-        knobs = _knobs(spec, 1.0 if split.biased else 0.0, cells, pool, in_split)
+        knobs = _knobs(spec, 1.0 if split.biased else 0.0, cells, pool, units)
         quotas = _quotas(sizes[name], knobs, cells)
         picked, short = _fill(in_split, cells, quotas, spec)
         if short is not None:
@@ -106,7 +106,7 @@ def sample(release: str | Path | pd.DataFrame, spec: BiasSpec, taxonomy: Taxonom
     for name in spec.splits:
         stats[name] = _achieved(table[table["split"] == name], spec, cells, stats[name])
     table = table.sort_values(["split", "key"], kind="stable").reset_index(drop=True)
-    source = where if isinstance(release, pd.DataFrame) else str(release)
+    source = where if isinstance(release, pd.DataFrame) else release_location(release)
     return Subset(table, spec, stats, excluded, source, digest, baseline=False)
 
 
@@ -116,8 +116,9 @@ def sample_with_baseline(
     """The biased subset and its matched no-bias baseline (same size, splits, target, groups and seed)."""
     taxonomy = taxonomy or load_taxonomy()
     frame, where, digest = read_samples(release, needed_columns(spec))
-    biased = replace(sample(frame, spec, taxonomy), release=str(release), samples_sha256=digest)
-    base = replace(sample(frame, spec.baseline(), taxonomy), release=str(release), samples_sha256=digest,
+    location = release_location(release)
+    biased = replace(sample(frame, spec, taxonomy), release=location, samples_sha256=digest)
+    base = replace(sample(frame, spec.baseline(), taxonomy), release=location, samples_sha256=digest,
                    baseline=True)  # fmt: skip
     return biased, base
 
@@ -163,7 +164,8 @@ def read_samples(release: str | Path, columns: Sequence[str]) -> tuple[pd.DataFr
 
 
 def needed_columns(spec: BiasSpec) -> list[str]:
-    names = [*BASE_COLUMNS, *(PAIR_COLUMNS if spec.pairs else ()), "patient", *spec.groups, *spec.where]
+    pairs = (*PAIR_COLUMNS, spec.pairs) if spec.pairs else ()
+    names = [*BASE_COLUMNS, *pairs, "patient", *spec.groups, *spec.where]
     if spec.target:
         names.append(spec.target)
     if spec.correlation:
@@ -327,8 +329,10 @@ def _assign_splits(pool: pd.DataFrame, units: pd.DataFrame, spec: BiasSpec) -> n
                 "use split_by: patient, or name the release's splits",
             )
         return split
-    column = "patient" if "patient" in pool.columns and pool["patient"].notna().all() else "family"
-    codes, uniques = pd.factorize(pool[column])
+    who = pool["family"].astype(str).radd("family:")  # rows without a patient key: their family alone
+    if "patient" in pool.columns:
+        who = pool["patient"].astype(object).where(pool["patient"].notna(), who)
+    codes, uniques = pd.factorize(who)
     digest = pd.util.hash_array(np.asarray(uniques, dtype=object), categorize=False)  # fixed-key siphash
     u = (_mix(digest.astype(np.int64), spec.seed) >> np.uint64(11)).astype(np.float64) / 2**53
     u = u[codes[units["row"].to_numpy()]]
@@ -340,8 +344,10 @@ def _assign_splits(pool: pd.DataFrame, units: pd.DataFrame, spec: BiasSpec) -> n
 
 # -- targets ------------------------------------------------------------------------------------------------
 def _knobs(spec: BiasSpec, t: float, cells: _Cells, pool: pd.DataFrame, units: pd.DataFrame) -> dict:
-    """The split's target distribution, a fraction ``t`` of the way from no bias (0) to the spec's knobs (1):
-    share per group, P(y=1 | group), and the correlation strength."""
+    """A split's target distribution, a fraction ``t`` of the way from no bias (0) to the spec's knobs (1):
+    share per group, P(y=1 | group), and the correlation strength. Natural shares and rates come from the
+    whole eligible pool (``units``), so every split, and the baseline, refer to the same numbers: the no-bias
+    prevalence is exactly the biased setting's overall rate."""
     rows = units["row"].to_numpy()
     natural = rows[cells.factual[rows]] if cells.factual[rows].any() else rows
     counts = np.bincount(cells.group[natural], minlength=len(cells.groups)).astype(float)
@@ -473,13 +479,17 @@ def _apply_label_noise(table: pd.DataFrame, spec: BiasSpec, cells: _Cells) -> pd
     flipped = np.zeros(len(table), bool)
     noisy = table["split"].map(lambda s: spec.splits[s].label_noise).to_numpy(bool)
     rank = _mix(table["sample_hash"].to_numpy(np.int64), spec.seed + 1)  # a different draw from selection
+    unit = np.ones(len(table), bool) if spec.pairs is None else (table["kind"] == "factual").to_numpy()
     for group, flip in spec.label_noise.items():
         for truth, rate in ((1, flip.positive_to_negative), (0, flip.negative_to_positive)):
             for split in table["split"].unique():
-                idx = np.flatnonzero(noisy & (table["group"].to_numpy() == group) & (y == truth)
+                idx = np.flatnonzero(unit & noisy & (table["group"].to_numpy() == group) & (y == truth)
                                      & (table["split"].to_numpy() == split))  # fmt: skip
                 k = int(round(rate * len(idx)))
                 flipped[idx[np.argsort(rank[idx], kind="stable")[:k]]] = True
+    if spec.pairs is not None:  # a pair shares its factual member's flip: the pair still differs in one thing
+        by_pair = dict(zip(table["pair"].to_numpy()[unit], flipped[unit], strict=True))
+        flipped = table["pair"].map(by_pair).to_numpy(bool)
     table["target_true"] = y
     table["target"] = np.where(flipped, 1 - y, y).astype(np.int8)
     table["target_flipped"] = flipped
@@ -489,8 +499,8 @@ def _apply_label_noise(table: pd.DataFrame, spec: BiasSpec, cells: _Cells) -> pd
 
 def _achieved(rows: pd.DataFrame, spec: BiasSpec, cells: _Cells, planned: dict) -> dict:
     knobs = planned["knobs"]
-    out: dict[str, Any] = {"size": {"target": planned["size"], "achieved": len(rows)}}
-    unit = rows if spec.pairs is None else rows[rows["kind"] == "factual"]
+    unit = rows if spec.pairs is None else rows[rows["kind"] == "factual"]  # pairs count once
+    out: dict[str, Any] = {"size": {"target": planned["size"], "achieved": len(unit)}}
     shares = unit["group"].value_counts(normalize=True)
     out["shares"] = {g: {"target": round(knobs["share"][g], 6), "achieved": round(float(shares.get(g, 0)), 6),
                          "n": int((unit["group"] == g).sum())} for g in cells.groups}  # fmt: skip
@@ -546,8 +556,7 @@ def _infeasible(spec, split, short: _Shortfall, cells, pool, units, unit_split, 
         steps = 20
         best = _largest(lambda k: feasible(spec.size, k / steps), 0, steps - 1)
         if best is not None:
-            in_split = units[unit_split == split]
-            knobs = _knobs(spec, best / steps, cells, pool, in_split)
+            knobs = _knobs(spec, best / steps, cells, pool, units)
             hint.append(f"at size {spec.size} the knobs can go {best / steps:.0%} of the way from no bias "
                         f"({_knob_text(knobs, spec)})")  # fmt: skip
         else:
@@ -575,7 +584,7 @@ def _feasible(spec: BiasSpec, t: float, pool, units, unit_split, cells) -> bool:
     sizes = _largest_remainder(spec.size, {name: s.fraction for name, s in spec.splits.items()})
     for name, split in spec.splits.items():
         in_split = units[unit_split == name]
-        quotas = _quotas(sizes[name], _knobs(spec, t if split.biased else 0.0, cells, pool, in_split), cells)
+        quotas = _quotas(sizes[name], _knobs(spec, t if split.biased else 0.0, cells, pool, units), cells)
         if _fill(in_split, cells, quotas, spec)[1] is not None:
             return False
     return True
@@ -600,6 +609,12 @@ def _mix(values: np.ndarray, seed: int) -> np.ndarray:
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
+
+
+def release_location(release: str | Path) -> str:
+    """A release's location as recorded in subset.json: URLs as given, local paths absolute."""
+    text = str(release)
+    return text if "://" in text else str(Path(text).resolve())
 
 
 def _join(release: str | Path, name: str) -> str:
