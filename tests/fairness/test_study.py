@@ -43,13 +43,20 @@ def test_a_study_cell_runs_end_to_end_and_writes_results_and_report(finalized_re
 
 def test_study_specs_read_from_yaml_and_reject_bad_values(tmp_path):
     path = tmp_path / "study.yaml"
-    path.write_text("base: {size: 10}\ngrid: {correlation.strength: [0.0, 0.5, 0.9]}\nthreshold: f1\n")
+    path.write_text(
+        "base: {size: 10, target: findings.cardiomegaly}\ngrid: {correlation.strength: [0.0, 0.5, 0.9]}\n"
+        "threshold: f1\n"
+    )
     spec = load_study_spec(path)
     assert [c["correlation.strength"] for c in spec.cells()] == [0.0, 0.5, 0.9]
     with pytest.raises(ConfigError, match="neither a number nor 'f1'"):
-        dataclass_from_dict(StudySpec, {"base": {"size": 10}, "threshold": "best"})
+        dataclass_from_dict(StudySpec, {"base": {"size": 10, "target": "x"}, "threshold": "best"})
     with pytest.raises(ConfigError, match="has no values"):
-        dataclass_from_dict(StudySpec, {"base": {"size": 10}, "grid": {"correlation.strength": []}})
+        dataclass_from_dict(
+            StudySpec, {"base": {"size": 10, "target": "x"}, "grid": {"correlation.strength": []}}
+        )
+    with pytest.raises(ConfigError, match="no target"):
+        dataclass_from_dict(StudySpec, {"base": {"size": 10}})
 
 
 def test_rebalancing_methods_each_train_a_classifier(finalized_release, trained_run, tmp_path):

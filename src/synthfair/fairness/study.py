@@ -91,6 +91,9 @@ class StudySpec:
                               "use e.g. threshold: 0.5")  # fmt: skip
         if not self.seeds:
             raise ConfigError("study seeds is empty", "use e.g. seeds: [0]")
+        if not self.base.get("target"):
+            raise ConfigError("the study's base bias spec has no target: the classifiers need a label",
+                              "add e.g. target: findings.cardiomegaly under base")  # fmt: skip
         for knob, values in self.grid.items():
             if not values:
                 raise ConfigError(f"study grid {knob!r} has no values", f"e.g. {knob}: [0.0, 0.9]")
