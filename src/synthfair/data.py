@@ -18,7 +18,6 @@ decoded. Shards are opened through fsspec, so paths, file://, http(s)://, s3:// 
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +27,11 @@ import numpy as np
 import pandas as pd
 import torch
 import webdataset as wds
-from PIL import Image
 from webdataset import tariterators
 
 from synthfair.errors import SynthfairError
 from synthfair.generate import layout
+from synthfair.preprocess import decode_png16
 from synthfair.sampling.sampler import SUBSET_FILE, SUBSET_META
 
 LABEL_COLUMNS = ("target", "target_true", "target_flipped", "group", "split")
@@ -63,7 +62,7 @@ def subset_pipeline(
     if shuffle:  # shard order and a sample buffer, reseeded every epoch (seed + epoch): deterministic
         stages.append(wds.detshuffle(len(urls), initial=len(urls), seed=seed))
     stages += [wds.split_by_node, wds.split_by_worker, _open]
-    stages += [_expand(set(labels)), tariterators.group_by_keys, _attach(labels)]
+    stages += [*_decoded(set(labels)), _attach(labels)]
     if shuffle:
         stages.append(wds.detshuffle(shuffle, initial=min(shuffle, 100), seed=seed))
     return wds.DataPipeline(*stages)
@@ -74,12 +73,8 @@ def release_images(release: str | Path, keys: pd.DataFrame) -> dict[str, tuple[n
     columns, e.g. rows of samples.parquet or subset.parquet), read from only the shards that hold them."""
     wanted = set(keys["key"])
     urls = [_shard_url(str(release), int(s)) for s in sorted(keys["shard"].unique())]
-    stages = [wds.SimpleShardList(urls), _open, _expand(wanted), tariterators.group_by_keys]
-    out = {}
-    for sample in wds.DataPipeline(*stages):
-        if sample["__key__"] in wanted and "png" in sample:
-            pixels = np.asarray(Image.open(io.BytesIO(sample["png"])), dtype=np.float32) / 65535.0
-            out[sample["__key__"]] = (pixels, json.loads(sample["json"]))
+    pipeline = wds.DataPipeline(wds.SimpleShardList(urls), _open, *_decoded(wanted))
+    out = {sample["__key__"]: (sample["pixels"], sample["json"]) for sample in pipeline}
     missing = wanted - set(out)
     if missing:
         raise SynthfairError(
@@ -139,26 +134,33 @@ def _open(urls: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             stream.close()
 
 
-def _expand(keys: set[str]):
+def _decoded(keys: set[str]) -> list[Any]:
+    """Stages from open shards to the samples of ``keys``: only their tar members are read out, grouped per
+    sample and decoded into {__key__, __url__, pixels (H, W) float32, json (the record)}."""
+
     def select(name: str) -> bool:
         return name.split(".", 1)[0] in keys
 
-    def stage(data):
+    def expand(data):
         return tariterators.tar_file_expander(data, select_files=select)
 
-    return stage
+    def decode(data):
+        for sample in data:
+            if sample["__key__"] in keys and "png" in sample:
+                yield {"__key__": sample["__key__"], "__url__": sample.get("__url__"),
+                       "pixels": decode_png16(sample["png"]), "json": json.loads(sample["json"])}  # fmt: skip
+
+    return [expand, tariterators.group_by_keys, decode]
 
 
 def _attach(labels: dict[str, dict[str, Any]]):
+    """The pipeline's sample: the image as a (1, H, W) tensor, the record, and the subset's label columns."""
+
     def stage(data):
         for sample in data:
-            key = sample["__key__"]
-            if key not in labels or "png" not in sample:
-                continue
-            pixels = np.asarray(Image.open(io.BytesIO(sample["png"])), dtype=np.float32) / 65535.0
-            out = {"__key__": key, "__url__": sample.get("__url__"), "image": torch.from_numpy(pixels)[None],
-                   "json": json.loads(sample["json"])}  # fmt: skip
-            for name, value in labels[key].items():
+            out = {"__key__": sample["__key__"], "__url__": sample["__url__"],
+                   "image": torch.from_numpy(sample["pixels"])[None], "json": sample["json"]}  # fmt: skip
+            for name, value in labels[sample["__key__"]].items():
                 out[name] = value.item() if isinstance(value, np.generic) else value
             yield out
 

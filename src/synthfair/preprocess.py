@@ -136,8 +136,21 @@ def iter_cache(cache: str | Path, split: str | None = None) -> Iterator[dict[str
     for sample in wds.WebDataset(shards, shardshuffle=False, empty_check=False):
         meta = json.loads(sample["json"])
         if split is None or meta["split"] == split:
-            image = np.asarray(Image.open(io.BytesIO(sample["png"]))).astype(np.float32) / 65535.0
+            image = decode_png16(sample["png"])
             yield {"key": sample["__key__"], "image": image, "meta": meta}
+
+
+def encode_png16(image: np.ndarray) -> bytes:
+    """An image in [0, 1] as a 16-bit grayscale PNG: the pixel format of caches and releases."""
+    pixels = np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def decode_png16(data: bytes) -> np.ndarray:
+    """A 16-bit PNG of a cache or a release as float32 (H, W) in [0, 1]."""
+    return np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 65535.0
 
 
 def fit_image(image: np.ndarray, size: int, fit: str) -> np.ndarray:
@@ -243,10 +256,7 @@ def _encode(row: dict, config: PreprocessConfig) -> dict:
     except ImageReadError as err:
         return {"key": row["key"], "status": "failed", "error": err.message, "image": row["image"]}
     fitted = fit_image(decoded.image, config.size, config.fit)
-    pixels = np.round(np.clip(fitted, 0.0, 1.0) * 65535.0).astype(np.uint16)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=6)
-    png = buf.getvalue()
+    png = encode_png16(fitted)
     h, w = decoded.image.shape
     meta = {**row["meta"], "bits": decoded.bits, "photometric": decoded.photometric, "original_size": [h, w]}
     return {

@@ -6,7 +6,6 @@ The evaluator reads shards only (never the generator's memory). 16-bit PNGs are 
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from collections.abc import Iterator
@@ -15,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from synthfair.errors import SynthfairError
 from synthfair.generate import layout
+from synthfair.preprocess import decode_png16
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ def iter_shard(tar_path: str | Path) -> Iterator[tuple[str, np.ndarray, dict[str
             pending.setdefault(key, {})[ext] = tar.extractfile(member).read()
             if {"png", "json"} <= set(pending[key]):
                 parts = pending.pop(key)
-                image = np.asarray(Image.open(io.BytesIO(parts["png"]))).astype(np.float32) / 65535.0
+                image = decode_png16(parts["png"])
                 yield key, image, json.loads(parts["json"])
 
 

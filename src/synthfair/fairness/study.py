@@ -56,7 +56,7 @@ from synthfair.fairness.rebalance import RebalanceSpec, training_set
 from synthfair.fairness.representation import representation
 from synthfair.fileio import jsonable, write_json
 from synthfair.sampling import bias_spec_from_dict, read_samples, sample, write_subset
-from synthfair.sampling.sampler import release_location
+from synthfair.sampling.sampler import changed_only, release_location
 from synthfair.sampling.spec import BiasSpec
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
@@ -148,7 +148,7 @@ def run_study(
     taxonomy = taxonomy or load_taxonomy()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    frame, _, digest = read_samples(release, _all_columns())
+    frame, _, digest = read_samples(release)
     run = _Run(spec, str(release), frame, taxonomy, _engine(spec, checkpoint), on_cell or (lambda text: None))
     cells = spec.cells() or [{}]
     results = []
@@ -163,7 +163,7 @@ def run_study(
             )
             where = {"cell": cell, "cell_index": i,
                      "subset": str(write_subset(subset, out / "cells" / f"{i:02d}-{variant}"))}  # fmt: skip
-            images = release_images(release, subset.table)
+            images = run.images(subset.table)
             for seed in spec.seeds:
                 run.on_cell(f"cell {i + 1}/{len(cells)} {_label(cell)} {variant} seed {seed}")
                 results.append(
@@ -188,6 +188,15 @@ class _Run:
     taxonomy: Taxonomy
     engine: Any  # a CounterfactualEngine when rebalancing by generation
     on_cell: Callable[[str], None]
+    cache: dict[str, tuple[np.ndarray, dict[str, Any]]] = field(default_factory=dict)
+
+    def images(self, rows: pd.DataFrame) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        """key -> (image, record) for ``rows`` (key, shard); each sample is read from the shards once per
+        study, however many cells and seeds use it."""
+        missing = rows[~rows["key"].isin(self.cache.keys())]
+        if not missing.empty:
+            self.cache.update(release_images(self.release, missing[["key", "shard"]]))
+        return {key: self.cache[key] for key in rows["key"]}
 
 
 # -- one cell -----------------------------------------------------------------------------------------------
@@ -281,15 +290,14 @@ def _threshold(spec, model, validate, images) -> float:
 
 def _counterfactual(run: _Run, model, test, threshold, seed) -> dict[str, Any]:
     """Pairs (factual, counterfactual differing only in the attribute) of the test split's families."""
-    spec, frame, release = run.spec, run.frame, run.release
+    spec, frame = run.spec, run.frame
     attribute = spec.counterfactual
-    changed = frame["changed"].map(lambda v: v is not None and len(v) == 1 and v[0] == attribute)
-    cf = frame[changed & frame["family"].isin(set(test["family"])) & (frame["kind"] == "counterfactual")]
+    cf = frame[changed_only(frame, attribute) & frame["family"].isin(set(test["family"])).to_numpy()]
     factual = frame[frame["key"].isin(set(cf["parent"]))]
     if cf.empty or factual.empty:
         return {"note": f"the release has no counterfactual pairs differing only in {attribute!r} for the "
                         "test families"}  # fmt: skip
-    images = release_images(release, pd.concat([cf, factual])[["key", "shard"]])
+    images = run.images(pd.concat([cf, factual]))
     score = {
         k: s for k, s in zip(images, model.predict(np.stack([v[0] for v in images.values()])), strict=True)
     }
@@ -390,19 +398,6 @@ def _set(data: dict, path: list[str], value: Any) -> None:
 
 def _label(cell: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in cell.items()) or "no grid"
-
-
-def _all_columns() -> list[str]:
-    from synthfair.sampling.sampler import BASE_COLUMNS, PAIR_COLUMNS
-
-    taxonomy = load_taxonomy()
-    names = [*BASE_COLUMNS, *PAIR_COLUMNS, "patient"]
-    for spec in taxonomy:
-        if spec.kind == "multilabel":
-            names += [f"{spec.name}.{label}" for label in spec.values]
-        else:
-            names.append(spec.name)
-    return names
 
 
 def _as_dict(result: Any) -> dict[str, Any]:

@@ -18,7 +18,6 @@ change its bytes: keys, seeds and batch composition come from the plan, not from
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 from collections import Counter
@@ -33,7 +32,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
-from PIL import Image
 
 import synthfair
 from synthfair.config import config_to_dict
@@ -43,7 +41,7 @@ from synthfair.fileio import atomic_write, file_digests, sha256_file, write_json
 from synthfair.generate import layout
 from synthfair.generate.plan import read_plan
 from synthfair.model.diffusion import MODEL_FILE
-from synthfair.preprocess import FITS, fit_image
+from synthfair.preprocess import FITS, encode_png16, fit_image
 from synthfair.sources.readers import ImageReadError, read_image
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
@@ -323,10 +321,7 @@ def _sample(row, factual_image: np.ndarray, result, request) -> tuple[np.ndarray
 
 
 def _encode(image: np.ndarray, record: dict[str, Any]) -> tuple[bytes, bytes, dict[str, Any]]:
-    pixels = np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=6)
-    return buf.getvalue(), json.dumps(record, sort_keys=True).encode(), record
+    return encode_png16(image), json.dumps(record, sort_keys=True).encode(), record
 
 
 def _status(key, status, error, png: bytes | None = None, record: dict | None = None) -> dict[str, Any]:

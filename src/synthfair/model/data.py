@@ -12,7 +12,6 @@ skip, and the data each rank sees does not depend on how fast the others run.
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from dataclasses import dataclass
@@ -21,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from synthfair.errors import SynthfairError
+from synthfair.preprocess import decode_png16
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ class CacheDataset:
 
     def _load(self, i: int) -> np.ndarray:
         data = _read(self.members[i].shard, self.members[i].png)
-        return np.asarray(Image.open(io.BytesIO(data))).astype(np.float32) / 65535.0
+        return decode_png16(data)
 
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> list[int]:

@@ -147,8 +147,9 @@ def write_subset(subset: Subset, out: str | Path) -> Path:
     return out
 
 
-def read_samples(release: str | Path, columns: Sequence[str]) -> tuple[pd.DataFrame, str, str]:
-    """(rows of ``release``'s samples.parquet with ``columns`` that exist, its location, its sha256)."""
+def read_samples(release: str | Path, columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, str, str]:
+    """(rows of ``release``'s samples.parquet with ``columns`` that exist (None: all), its location, its
+    sha256)."""
     location = _join(release, SAMPLES_FILE)
     try:
         data = _read_bytes(location)
@@ -158,9 +159,15 @@ def read_samples(release: str | Path, columns: Sequence[str]) -> tuple[pd.DataFr
             "point at a release directory or URL (run `synthfair finalize` on a generated release)",
         ) from None
     names = pq.read_schema(io.BytesIO(data)).names
-    present = [c for c in dict.fromkeys(columns) if c in names]
+    present = names if columns is None else [c for c in dict.fromkeys(columns) if c in names]
     table = pq.read_table(io.BytesIO(data), columns=present)
     return table.to_pandas(), location, hashlib.sha256(data).hexdigest()
+
+
+def changed_only(frame: pd.DataFrame, covariate: str) -> np.ndarray:
+    """Rows that are counterfactuals differing from their factual in ``covariate`` only (``changed``)."""
+    only = frame["changed"].map(lambda v: v is not None and len(v) == 1 and v[0] == covariate).to_numpy(bool)
+    return (frame["kind"] == "counterfactual").to_numpy() & only
 
 
 def needed_columns(spec: BiasSpec) -> list[str]:
@@ -304,8 +311,7 @@ def _units(pool: pd.DataFrame, spec: BiasSpec) -> pd.DataFrame:
         units = pd.DataFrame({"row": np.arange(len(pool)), "family": family, "partner": -1,
                               "factual": factual, "rank": rank})  # fmt: skip
         return units.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
-    only = pool["changed"].map(lambda v: v is not None and len(v) == 1 and v[0] == spec.pairs).to_numpy(bool)
-    cf = np.flatnonzero((pool["kind"] == "counterfactual").to_numpy() & only)
+    cf = np.flatnonzero(changed_only(pool, spec.pairs))
     factual_row = pd.Series(np.arange(len(pool)), index=pool["key"])
     parents = factual_row.reindex(pool["parent"].to_numpy()[cf]).to_numpy()
     ok = ~np.isnan(parents)
