@@ -88,3 +88,98 @@ def test_ddpm_abduction_reconstructs_exactly_and_is_seeded_per_sample(trained_ru
     assert alone.image.tobytes() != other_seed.image.tobytes()  # the noise maps are drawn from the seed
     with pytest.raises(ConfigError, match="abduction"):
         EngineConfig(abduction="sde")
+
+
+def _flip(record, name="sex"):
+    return {name: "male" if record[name] == "female" else "female"}
+
+
+def _change(results, images):
+    return np.mean([np.abs(r.image - x).mean() for r, x in zip(results, images, strict=True)])
+
+
+def test_factored_guidance_guides_only_the_groups_it_names(trained_run, samples):
+    images, factuals = samples
+    plain = CounterfactualEngine.load(trained_run, EngineConfig(steps=5, batch_size=4))
+    sex_only = CounterfactualEngine.load(
+        trained_run, EngineConfig(steps=5, batch_size=4, group_guidance={"sex": 3.0})
+    )
+    dos = [{"age": 80.0}, _flip(factuals[1])]
+    a, b = plain(images[:2], factuals[:2], dos, [0, 1]), sex_only(images[:2], factuals[:2], dos, [0, 1])
+    assert a[0].image.tobytes() == b[0].image.tobytes()  # age is not guided by either
+    assert np.abs(a[1].image - b[1].image).mean() > 1e-5
+    away = CounterfactualEngine.load(
+        trained_run, EngineConfig(steps=5, batch_size=4, group_guidance={"sex": 3.0}, guide="factual")
+    )
+    assert away(images[1:2], factuals[1:2], dos[1:], [1])[0].image.tobytes() != b[1].image.tobytes()
+    null = away(images[:1], factuals[:1], [{}], [0])[0]  # the null intervention stays exact
+    np.testing.assert_allclose(null.image, images[0], atol=1e-5)
+
+
+def test_skip_keeps_more_of_the_image_and_the_null_exact(trained_run, samples):
+    images, factuals = samples
+    dos = [_flip(f) for f in factuals]
+    full = CounterfactualEngine.load(trained_run, EngineConfig(steps=10, batch_size=5))(
+        images, factuals, dos, range(5)
+    )
+    late = CounterfactualEngine.load(trained_run, EngineConfig(steps=10, skip=0.6, batch_size=5))
+    skipped = late(images, factuals, dos, range(5))
+    assert 0 < _change(skipped, images) < _change(full, images)
+    np.testing.assert_allclose(late(images[:1], factuals[:1], [{}], [0])[0].image, images[0], atol=1e-5)
+
+
+def test_local_edits_are_masked_and_global_ones_are_not(trained_run, samples):
+    images, factuals = samples
+    plain = CounterfactualEngine.load(trained_run, EngineConfig(steps=6, batch_size=4))
+    masked = CounterfactualEngine.load(
+        trained_run, EngineConfig(steps=6, batch_size=4, mask=True, mask_threshold=0.6)
+    )
+    finding = {"findings": {"cardiomegaly": 1 - (factuals[0]["findings"] or {}).get("cardiomegaly", 0)}}
+    dos, seeds = [finding, _flip(factuals[1])], [3, 4]
+    a, b = plain(images[:2], factuals[:2], dos, seeds), masked(images[:2], factuals[:2], dos, seeds)
+    assert a[1].image.tobytes() == b[1].image.tobytes()  # sex acts everywhere: no mask
+    untouched = b[0].image == images[0]
+    assert 0.2 < untouched.mean() < 1.0  # the finding's edit is confined to part of the image
+    assert np.abs(a[0].image - images[0])[untouched].mean() > 0  # where the unmasked edit also changed things
+
+
+def test_network_evaluations_are_counted_exactly(trained_run, samples):
+    images, factuals = samples
+    guidance = {"sex": 2.0, "age": 3.0}
+    config = EngineConfig(
+        steps=6, skip=0.34, batch_size=1, group_guidance=guidance, mask=True, mask_evaluations=2
+    )
+    engine = CounterfactualEngine.load(trained_run, config)
+    calls = []
+    forward = engine.model.unet.forward
+    engine.model.unet.forward = lambda x, *a, **k: calls.append(x.shape[0]) or forward(x, *a, **k)
+    finding = {"findings": {"cardiomegaly": 1 - (factuals[0]["findings"] or {}).get("cardiomegaly", 0)}}
+    for do, local in ((_flip(factuals[0]) | {"age": 33.0}, False), (finding, True), ({}, False)):
+        calls.clear()
+        result = engine(images[:1], factuals[:1], [do], [0])[0]
+        assert sum(calls) == config.evaluations(result.changed, local), (do, calls)
+    assert config.evaluations(("sex", "age")) == 4 * 4  # 4 replayed steps x (maps + cond + 2 references)
+    with pytest.raises(ConfigError, match="skip"):
+        EngineConfig(steps=4, skip=0.9)
+    with pytest.raises(ConfigError, match="ddpm"):
+        EngineConfig(abduction="ddim", mask=True)
+
+
+def test_recommended_settings_come_from_the_model_directory(trained_run, tmp_path):
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_run / "model", model)
+    assert EngineConfig.recommended(model) == EngineConfig()  # no engine.json: the defaults
+    (model / "engine.json").write_text(json.dumps({"steps": 7, "group_guidance": {"sex": 2}, "mask": True}))
+    assert EngineConfig.recommended(model).steps == 7 and EngineConfig.recommended(model).scale("sex") == 2.0
+    assert EngineConfig.recommended(model, steps=3, guidance=None).steps == 3  # None: not given
+    assert CounterfactualEngine.load(model).config.mask
+    (model / "engine.json").write_text(json.dumps({"stpes": 7}))
+    with pytest.raises(ConfigError, match="engine.json.*did you mean 'steps'"):
+        EngineConfig.recommended(model)
+    (model / "engine.json").write_bytes(b"\xff{")
+    with pytest.raises(ConfigError, match="not JSON"):
+        EngineConfig.recommended(model)
+    assert EngineConfig.recommended("phantom-64").steps >= 1  # a shipped model's name works too

@@ -29,8 +29,9 @@ sample's own seed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,25 +39,37 @@ import numpy as np
 import torch
 
 from synthfair.causal.scm import AttributeSCM
+from synthfair.config import dataclass_from_dict
 from synthfair.errors import ConfigError, SynthfairError
-from synthfair.model.diffusion import DiffusionModel, to_image_space, to_model_space
-from synthfair.model.train import SCM_DIR
+from synthfair.model.diffusion import DiffusionModel, Reference, resolve_model, to_image_space, to_model_space
+from synthfair.model.train import ENGINE_FILE, SCM_DIR
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
-GUIDES = ("intervened", "all")
+GUIDES = ("intervened", "factual", "all")
+MAX_ENGINE_BYTES = 1 << 16
 ABDUCTIONS = ("ddim", "ddpm")
 
 
 @dataclass(frozen=True)
 class EngineConfig:
     steps: int = 25  # DDIM steps, the same for inversion and sampling
-    guidance: float = 1.0  # classifier-free guidance scale at prediction (1 = none)
-    guide: str = "intervened"  # which groups the guidance's null condition drops
+    guidance: float = 1.0  # classifier-free guidance scale of every changed covariate group (1 = none)
+    # per-group scales (factored guidance), e.g. {"findings": 3.0}; groups not listed use `guidance`
+    group_guidance: dict[str, float] = field(default_factory=dict)
+    # what each changed group is guided away from: "intervened" = that group nulled, "factual" = that group
+    # at its factual value, "all" = the unconditional model (one reference for every changed group)
+    guide: str = "intervened"
     residual: bool = True  # add back the reconstruction residual (DDIM abduction)
     # "ddpm": edit-friendly noise maps, seeded per sample (exact reconstruction, stronger edits, 2 x steps
     # evaluations); "ddim": deterministic inversion (+ residual). Measured against the phantom's truth in
     # docs/benchmarks.md: ddpm reproduces more of global changes (device, sex, view), less of local ones.
     abduction: str = "ddpm"
+    skip: float = 0.0  # ddpm: share of the noisiest steps not replayed (more of the image is kept)
+    # ddpm: confine the edits of covariates with `extent: local` in taxonomy.yaml (findings) to where the
+    # model's own conditional difference says they belong (DiffEdit mask, RadEdit-style keep region)
+    mask: bool = False
+    mask_evaluations: int = 4  # network evaluations that estimate the mask
+    mask_threshold: float = 0.5  # share of the largest conditional difference that is inside the mask
     batch_size: int = 8  # rows per network evaluation (samples are padded to it)
 
     def __post_init__(self) -> None:
@@ -65,9 +78,63 @@ class EngineConfig:
                 f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}", "use e.g. 25 and 8"
             )
         if self.guide not in GUIDES:
-            raise ConfigError(f"guide {self.guide!r} is not one of {GUIDES}", "use intervened or all")
+            raise ConfigError(
+                f"guide {self.guide!r} is not one of {GUIDES}", "use intervened, factual or all"
+            )
         if self.abduction not in ABDUCTIONS:
             raise ConfigError(f"abduction {self.abduction!r} is not one of {ABDUCTIONS}", "use ddim or ddpm")
+        if not 0.0 <= self.skip < 1.0 or self.skip_steps >= self.steps:
+            raise ConfigError(
+                f"skip {self.skip} leaves no step of {self.steps} to replay",
+                "use a share in [0, 1), e.g. 0.2",
+            )
+        if self.abduction == "ddim" and (self.skip or self.mask):
+            raise ConfigError(
+                "skip and mask work on DDPM noise maps, not with abduction 'ddim'", "use abduction: ddpm"
+            )
+        if self.mask and not (self.mask_evaluations >= 1 and 0.0 < self.mask_threshold < 1.0):
+            raise ConfigError(
+                f"mask needs mask_evaluations >= 1 and mask_threshold in (0, 1), got "
+                f"{self.mask_evaluations}, {self.mask_threshold}",
+                "use e.g. 4 and 0.5",
+            )
+
+    @classmethod
+    def recommended(cls, checkpoint: str | Path, **overrides: Any) -> EngineConfig:
+        """The settings a model recommends (its ``engine.json``; the defaults without one), ``overrides``
+        (keys of this class whose value is not None) applied on top."""
+        path = resolve_model(checkpoint) / ENGINE_FILE
+        settings: dict[str, Any] = {}
+        if path.is_file():
+            if path.stat().st_size > MAX_ENGINE_BYTES:
+                raise ConfigError(f"{path} is {path.stat().st_size} bytes: not engine settings", "remove it")
+            try:
+                settings = json.loads(path.read_text())
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise ConfigError(
+                    f"{path} is not JSON: {err}", "remove it or write the settings again"
+                ) from None
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        return dataclass_from_dict(cls, settings, where=str(path))
+
+    @property
+    def skip_steps(self) -> int:
+        return round(self.skip * self.steps)
+
+    def scale(self, group: str) -> float:
+        """The guidance scale of covariate group ``group``."""
+        return float(self.group_guidance.get(group, self.guidance))
+
+    def evaluations(self, changed: Sequence[str] = (), local: bool = False) -> int:
+        """Network evaluations of one counterfactual whose covariates ``changed`` (all ``local`` or not)."""
+        if self.guide == "all":
+            refs = int(bool(changed) and self.guidance != 1.0)
+        else:
+            refs = sum(self.scale(g) != 1.0 for g in changed)
+        replayed = self.steps - self.skip_steps
+        if self.abduction == "ddim":
+            return self.steps * (2 if self.residual else 1) + self.steps * (1 + refs)
+        return replayed * (2 + refs) + (self.mask_evaluations if self.mask and local and changed else 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,8 +164,10 @@ class CounterfactualEngine:
     def load(
         cls, checkpoint: str | Path, config: EngineConfig | None = None, taxonomy: Taxonomy | None = None
     ) -> CounterfactualEngine:
-        """From a run directory (``runs/NAME``, using its ``model/``) or a model directory."""
-        model_dir = resolve_model_dir(checkpoint)
+        """From a run directory (``runs/NAME``, using its ``model/``), a model directory or a shipped model's
+        name; ``config`` None takes the settings the model recommends (`EngineConfig.recommended`)."""
+        model_dir = resolve_model(checkpoint)
+        config = config or EngineConfig.recommended(model_dir)
         taxonomy = taxonomy or load_taxonomy()
         model = DiffusionModel.load(model_dir, taxonomy)
         scm = AttributeSCM.load(model_dir / SCM_DIR, taxonomy) if (model_dir / SCM_DIR).is_dir() else None
@@ -178,13 +247,13 @@ class CounterfactualEngine:
         )
         encoder = self.model.encoder
         cond_f = encoder.encode([factuals[i] for i in pad]).to(device)
-        cond_cf = encoder.encode([cfs[i][0] for i in pad])
-        null = self._null(cond_cf, [cfs[i][1] for i in pad]).to(device)  # masks built on the CPU
-        cond_cf = cond_cf.to(device)
+        cond_cf = encoder.encode([cfs[i][0] for i in pad]).to(device)
+        changed = [cfs[i][1] for i in pad]
+        refs = self._references(cond_f, cond_cf, changed)
         if self.config.abduction == "ddpm":
-            x_cf, errors = self._ddpm(x0, cond_f, cond_cf, null, [seeds[i] for i in pad])
+            x_cf, errors = self._ddpm(x0, cond_f, cond_cf, refs, changed, [seeds[i] for i in pad])
         else:
-            x_cf, errors = self._ddim(x0, cond_f, cond_cf, null)
+            x_cf, errors = self._ddim(x0, cond_f, cond_cf, refs)
         images_cf = to_image_space(x_cf).cpu().numpy()
         return [
             Counterfactual(
@@ -199,7 +268,7 @@ class CounterfactualEngine:
             for i in range(n)
         ]
 
-    def _ddim(self, x0, cond_f, cond_cf, null) -> tuple[torch.Tensor, np.ndarray]:
+    def _ddim(self, x0, cond_f, cond_cf, refs) -> tuple[torch.Tensor, np.ndarray]:
         steps = self.config.steps
         xt = self.model.invert(x0, cond_f, steps)
         residual, errors = torch.zeros_like(x0), np.full(x0.shape[0], np.nan)
@@ -207,29 +276,56 @@ class CounterfactualEngine:
             recon = self.model.sample(xt, cond_f, steps)
             residual = x0 - recon
             errors = (to_image_space(recon) - to_image_space(x0)).abs().mean(dim=(1, 2)).cpu().numpy()
-        return self.model.sample(xt, cond_cf, steps, self.config.guidance, null) + residual, errors
+        return self.model.sample(xt, cond_cf, steps, refs=refs) + residual, errors
 
-    def _ddpm(self, x0, cond_f, cond_cf, null, seeds) -> tuple[torch.Tensor, np.ndarray]:
+    def _ddpm(self, x0, cond_f, cond_cf, refs, changed, seeds) -> tuple[torch.Tensor, np.ndarray]:
         generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-        xt, corrections = self.model.noise_maps(x0, cond_f, self.config.steps, generators)
-        x_cf = self.model.sample_with_noise_maps(xt, cond_cf, corrections, self.config.guidance, null)
-        return x_cf, np.zeros(x0.shape[0])  # exact reconstruction by construction
+        maps = self.model.noise_maps(x0, cond_f, self.config.steps, generators, self.config.skip_steps)
+        mask = None
+        local = torch.tensor([bool(c) and all(self._local(g) for g in c) for c in changed])
+        if self.config.mask and bool(local.any()):
+            found = self.model.edit_mask(
+                maps, cond_cf, self.config.mask_evaluations, self.config.mask_threshold
+            )
+            mask = torch.where(local.view(-1, 1, 1, 1).to(found.device), found, torch.ones_like(found))
+        return self.model.replay(maps, cond_cf, refs, mask), np.zeros(x0.shape[0])  # exact reconstruction
 
-    def _null(self, cond: torch.Tensor, changed: list[tuple[str, ...]]) -> torch.Tensor:
+    def _local(self, name: str) -> bool:
+        return self.model.encoder.taxonomy[name].extent == "local"
+
+    def _references(self, cond_f, cond_cf, changed: list[tuple[str, ...]]) -> list[Reference]:
+        """Guidance references: one per changed group (factored), or the unconditional (``guide="all"``)."""
+        config, encoder, rows = self.config, self.model.encoder, cond_cf.shape[0]
+        if config.guide == "all":
+            if config.guidance == 1.0 or not any(changed):
+                return []
+            return [
+                Reference(
+                    encoder.null(cond_cf.cpu()).to(cond_cf.device), torch.full((rows,), config.guidance)
+                )
+            ]
+        guided = [[g for g in c if g in encoder.names and config.scale(g) != 1.0] for c in changed]
+        refs = []
+        for slot in range(max(map(len, guided), default=0)):
+            drop = torch.zeros(rows, len(encoder.groups), dtype=torch.bool)
+            scale = torch.ones(rows)
+            for i, groups in enumerate(guided):
+                if slot < len(groups):
+                    drop[i, encoder.names.index(groups[slot])] = True
+                    scale[i] = config.scale(groups[slot])
+            refs.append(Reference(self._reference(cond_f, cond_cf, drop), scale))
+        return refs
+
+    def _reference(self, cond_f, cond_cf, drop: torch.Tensor) -> torch.Tensor:
+        """``cond_cf`` with the groups in ``drop`` (B, n_groups) nulled, or set to their factual values."""
         encoder = self.model.encoder
-        if self.config.guide == "all":
-            return encoder.null(cond)
-        mask = torch.tensor([[g.name in c for g in encoder.groups] for c in changed], dtype=torch.bool)
-        return encoder.null(cond, mask)
-
-
-def resolve_model_dir(checkpoint: str | Path) -> Path:
-    """A run directory's ``model/``, or ``checkpoint`` itself if it is a model directory."""
-    path = Path(checkpoint)
-    model_dir = path / "model" if (path / "model").is_dir() else path
-    if not model_dir.is_dir():
-        raise SynthfairError(f"no model at {checkpoint}", "pass a run directory written by `synthfair train`")
-    return model_dir
+        if self.config.guide == "intervened":
+            return encoder.null(cond_cf.cpu(), drop).to(cond_cf.device)
+        out = cond_cf.clone()
+        for j, group in enumerate(encoder.groups):
+            rows = drop[:, j].to(out.device)
+            out[rows, group.columns] = cond_f[rows, group.columns]
+        return out
 
 
 def parse_do(items: Sequence[str], taxonomy: Taxonomy | None = None) -> dict[str, Any]:

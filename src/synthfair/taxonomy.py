@@ -35,7 +35,8 @@ KINDS = ("continuous", "categorical", "multilabel")
 GROUPS = ("patient", "acquisition", "site")
 
 _TOP_KEYS = ("schema", "groups", "covariates", "graph", "sources")
-_COVARIATE_KEYS = ("kind", "group", "description", "values", "range", "unit", "bins")
+_COVARIATE_KEYS = ("kind", "group", "description", "values", "range", "unit", "bins", "extent")
+EXTENTS = ("global", "local")  # where a covariate acts on the image: everywhere, or in a region
 _SOURCE_KEYS = ("description", "covariates")
 _MAPPING_KEYS = ("field", "map", "missing", "default", "normal", "description")
 _NO_DEFAULT = object()  # a mapping without `default:` raises on unlisted raw values
@@ -60,6 +61,9 @@ class Covariate:
     unit: str | None = None
     bins: tuple[float, ...] | None = None  # continuous only: increasing edges from lo to hi
     parents: tuple[str, ...] = ()
+    extent: str = (
+        "global"  # "local": its image effect is confined to a region (counterfactual edits are masked)
+    )
 
     @property
     def domain(self) -> str:
@@ -464,8 +468,9 @@ class _Reader:
         kind = self.one_of(entry["kind"], KINDS, f"{key}.kind", "kind")
         group = self.one_of(entry["group"], GROUPS, f"{key}.group", "group")
         description = self.text(entry.get("description", ""), f"{key}.description")
+        extent = self.one_of(entry.get("extent", "global"), EXTENTS, f"{key}.extent", "extent")
         if kind == "continuous":
-            return self.continuous(name, group, description, entry)
+            return replace(self.continuous(name, group, description, entry), extent=extent)
         for k in ("range", "unit", "bins"):
             if k in entry:
                 raise self.fail(
@@ -482,7 +487,7 @@ class _Reader:
         duplicates = sorted({v for v in values if values.count(v) > 1})
         if duplicates:
             raise self.fail(f"{key}.values", f"duplicate values {duplicates}", "list each value once")
-        return Covariate(name, kind, group, description, values=tuple(values))
+        return Covariate(name, kind, group, description, values=tuple(values), extent=extent)
 
     def continuous(self, name: str, group: str, description: str, entry: Mapping) -> Covariate:
         key = f"covariates.{name}"

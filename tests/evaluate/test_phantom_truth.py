@@ -1,7 +1,7 @@
 import numpy as np
 
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig
-from synthfair.evaluate.phantom_truth import compare_with_truth
+from synthfair.evaluate.phantom_truth import compare_with_truth, exact_counterfactuals, score
 from synthfair.model.diffusion import DiffusionModel
 
 
@@ -12,10 +12,30 @@ def test_comparison_table_and_grid(trained_run, procedural_phantom):
     columns = [("factual", {}), ("sex=female", {"sex": "female"}), ("age=85", {"age": 85.0})]
     result = compare_with_truth(engine, procedural_phantom, subjects, columns)
     table = result.table.set_index("intervention")
-    assert list(table.index) == ["factual", "sex=female", "age=85"] and (table["n"] == 2).all()
+    assert list(table.index) == ["factual", "sex=female", "age=85"] and table.loc["factual", "n"] == 0
+    assert table.loc["age=85", "n"] == 2
     assert table.loc["factual", "mae_unchanged"] == 0 and table.loc["factual", "mae_model"] < 1e-5
     assert np.isnan(table.loc["factual", "captured"])
     assert table.loc["age=85", "mae_unchanged"] > 0  # the phantom really changes the image
+    assert -1 <= table.loc["age=85", "cosine"] <= 1 and table.loc["age=85", "magnitude"] >= 0
     assert result.model.shape == result.truth.shape == (2, 3, 16, 16)
     picture = result.grid(rows=2)
     assert picture.size == (3 * 16, 18 + 2 * 2 * 16)
+
+
+def test_scores_of_the_truth_of_doing_nothing_and_the_ceiling(procedural_phantom):
+    ph = procedural_phantom
+    subjects = [
+        s for s in ph.sample_subjects(40, seed=2) if not ph.covariates(s)["findings"]["consolidation"]
+    ][:4]
+    columns = [("view=LATERAL", {"view": "LATERAL"}), ("+consolidation", {"findings": {"consolidation": 1}})]
+    exact = exact_counterfactuals(ph, subjects, 32, columns, draws=6)
+    perfect = score(exact, exact.truth).set_index("intervention")
+    assert np.allclose(perfect["captured"], 1) and np.allclose(perfect["cosine"], 1)
+    assert np.allclose(perfect["magnitude"], 1)
+    nothing = score(exact, np.repeat(exact.factual[:, None], 2, axis=1)).set_index("intervention")
+    assert np.allclose(nothing["captured"], 0) and np.allclose(nothing["magnitude"], 0)
+    # the lateral view is identified by the factual image; where a consolidation appears is not
+    assert perfect.loc["view=LATERAL", "captured_ceiling"] == 1.0
+    assert perfect.loc["+consolidation", "captured_ceiling"] < 0.95
+    assert perfect.loc["+consolidation", "cosine_ceiling"] < 0.999

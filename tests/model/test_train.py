@@ -48,3 +48,19 @@ def test_same_seed_same_weights_and_existing_runs_are_not_overwritten(cache, tin
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(SynthfairError, match="already has checkpoints"):
         train(config, cache, tmp_path / "a")
+
+
+def test_the_recipe_engine_settings_are_written_beside_the_model(cache, tiny_config, tmp_path):
+    import dataclasses
+
+    from synthfair.counterfactual import EngineConfig
+    from synthfair.errors import ConfigError
+
+    config = dataclasses.replace(tiny_config, engine={"steps": 5, "group_guidance": {"findings": 3.0}})
+    train(config, cache, tmp_path / "run")
+    assert EngineConfig.recommended(tmp_path / "run").scale("findings") == 3.0
+    assert (tmp_path / "run" / "model" / "subjects.npy").is_file()
+    bad = dataclasses.replace(tiny_config, engine={"guidance_scale": 3.0})
+    with pytest.raises(ConfigError, match="guidance_scale"):
+        train(bad, cache, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()  # refused before any work

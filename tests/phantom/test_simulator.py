@@ -201,3 +201,32 @@ def test_real_ct_phantom_is_deterministic_and_localized():
     assert ph.render(s, size=SIZE).tobytes() == Phantom(ph.config).render(s, size=SIZE).tobytes()
     inside, _ = _change_fraction_inside(ph, s, {r.findings: {r.cardiomegaly: 1}}, ("heart",), 45.0)
     assert inside > 0.9
+
+
+def test_unidentified_traits_name_what_the_factual_image_does_not_show(procedural_phantom):
+    ph = procedural_phantom
+    r = _roles(ph)
+    healthy = {r.age: 25.0, r.sex: "male", r.findings: {r.cardiomegaly: 0, r.pleural_effusion: 0}}
+    assert ph.unidentified_traits(healthy, healthy) == ()
+    sick = {**healthy, r.findings: {r.cardiomegaly: 1, r.pleural_effusion: 1}}
+    assert ph.unidentified_traits(healthy, sick) == ("heart_severity", "effusion_side", "effusion_severity")
+    assert ph.unidentified_traits(sick, healthy) == ()  # removing a finding that shows: identified
+    assert ph.unidentified_traits(healthy, {**healthy, r.sex: r.female}) == ("breast_size", "breast_ptosis")
+    assert ph.unidentified_traits(healthy, {**healthy, r.age: 80.0}) == ("calcification_max",)
+    older = {**healthy, r.age: 50.0}  # calcification already shows: its maximum is identified
+    assert ph.unidentified_traits(older, {**older, r.age: 80.0}) == ()
+
+
+def test_posterior_renders_vary_only_in_the_drawn_traits(procedural_phantom):
+    ph = procedural_phantom
+    r = _roles(ph)
+    subject = _find(ph, lambda c: not c[r.findings].get(r.pleural_effusion))
+    cf = ph.counterfactual(subject, {r.findings: {r.pleural_effusion: 1}}, SIZE)
+    traits = ph.unidentified_traits(cf.factual, cf.covariates)
+    draws = ph.posterior_renders(subject, cf.covariates, traits, 4, np.random.default_rng(0), SIZE)
+    assert draws.shape == (4, SIZE, SIZE) and draws.dtype == np.uint16
+    assert len({d.tobytes() for d in draws}) > 1
+    same = ph.posterior_renders(subject, cf.factual, traits, 2, np.random.default_rng(0), SIZE)
+    assert same[0].tobytes() == same[1].tobytes() == ph.render(subject, size=SIZE).tobytes()
+    with pytest.raises(Exception, match="uniform traits"):
+        ph.posterior_renders(subject, cf.covariates, ("yaw",), 1, np.random.default_rng(0), SIZE)

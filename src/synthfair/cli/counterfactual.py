@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from synthfair.config import config_to_dict
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig, parse_do
 from synthfair.errors import SynthfairError
 from synthfair.fileio import atomic_write, write_json
@@ -17,26 +18,42 @@ from synthfair.sources.readers import read_image
 
 
 def counterfactual(
-    checkpoint: Annotated[Path, typer.Option(help="A run directory (runs/NAME) or its model/ directory.")],
+    checkpoint: Annotated[
+        Path,
+        typer.Option(help="A run directory (runs/NAME), a model directory or a shipped model (phantom-64)."),
+    ],
     image: Annotated[Path, typer.Option(help="The factual image (PNG, JPEG or DICOM).")],
     covariates: Annotated[str, typer.Option(help="The factual covariates: a JSON object or a .json file.")],
     out: Annotated[Path, typer.Option(help="The counterfactual (16-bit PNG); OUT.json goes beside.")],
     do: Annotated[
         list[str] | None, typer.Option("--do", help='An intervention, e.g. "age=80" or "findings.edema=1".')
     ] = None,
-    steps: Annotated[int, typer.Option(help="DDIM steps (inversion and sampling).")] = EngineConfig.steps,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = EngineConfig.guidance,
-    guide: Annotated[str, typer.Option(help="Guidance null: intervened or all.")] = EngineConfig.guide,
-    residual: Annotated[bool, typer.Option(help="Add back the reconstruction residual (ddim).")] = True,
+    steps: Annotated[int | None, typer.Option(help="Diffusion steps (default: the model's).")] = None,
+    guidance: Annotated[
+        float | None, typer.Option(help="Guidance scale of every changed group (default: the model's).")
+    ] = None,
+    guide: Annotated[
+        str | None, typer.Option(help="Guide away from: intervened, factual or all (default: the model's).")
+    ] = None,
+    residual: Annotated[
+        bool | None, typer.Option(help="Add back the reconstruction residual (ddim).")
+    ] = None,
     abduction: Annotated[
-        str, typer.Option(help="ddpm (noise maps) or ddim (inversion + residual).")
-    ] = "ddpm",
+        str | None,
+        typer.Option(help="ddpm (noise maps) or ddim (inversion + residual); default: the model's."),
+    ] = None,
     fit: Annotated[str, typer.Option(help="Fit to the model: crop, pad, stretch.")] = "crop",
     seed: Annotated[int, typer.Option(help="Seed of the covariate abduction.")] = 0,
 ) -> None:
     """Answer "what would this radiograph look like had ...": abduct, intervene, predict."""
-    config = EngineConfig(
-        steps=steps, guidance=guidance, guide=guide, residual=residual, abduction=abduction, batch_size=1
+    config = EngineConfig.recommended(
+        checkpoint,
+        steps=steps,
+        guidance=guidance,
+        guide=guide,
+        residual=residual,
+        abduction=abduction,
+        batch_size=1,
     )
     engine = CounterfactualEngine.load(checkpoint, config)
     factual = _covariates(covariates)
@@ -55,13 +72,7 @@ def counterfactual(
         "changed": list(result.changed),
         "propagated": result.propagated,
         "reconstruction_error": result.reconstruction_error,
-        "settings": {
-            "steps": steps,
-            "guidance": guidance,
-            "guide": guide,
-            "residual": residual,
-            "abduction": abduction,
-        },  # fmt: skip
+        "settings": config_to_dict(config),
         "seed": seed,
     }
     sidecar = out.with_suffix(".json")

@@ -25,7 +25,10 @@ from synthfair.generate.runner import generate as generate_release
 
 def generate(
     plan: Annotated[Path, typer.Option(help="The plan (from `synthfair plan`).")],
-    checkpoint: Annotated[Path, typer.Option(help="A run directory (runs/NAME) or a model directory.")],
+    checkpoint: Annotated[
+        Path,
+        typer.Option(help="A run directory (runs/NAME), a model directory or a shipped model (phantom-64)."),
+    ],
     out: Annotated[Path, typer.Option(help="The release directory (re-running resumes).")],
     shards: Annotated[str | None, typer.Option(help="A shard range A:B (B excluded); default: all.")] = None,
     task_index: Annotated[
@@ -34,11 +37,14 @@ def generate(
     num_tasks: Annotated[
         int | None, typer.Option(help="Array tasks (default SLURM_ARRAY_TASK_COUNT).")
     ] = None,
-    steps: Annotated[int, typer.Option(help="DDIM steps.")] = 25,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (1 = none).")] = 1.0,
+    steps: Annotated[int | None, typer.Option(help="Diffusion steps (default: the model's).")] = None,
+    guidance: Annotated[
+        float | None, typer.Option(help="Guidance scale of every changed group (default: the model's).")
+    ] = None,
     abduction: Annotated[
-        str, typer.Option(help="ddpm (noise maps) or ddim (inversion + residual).")
-    ] = "ddpm",
+        str | None,
+        typer.Option(help="ddpm (noise maps) or ddim (inversion + residual); default: the model's."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per network evaluation.")] = 8,
     encode_workers: Annotated[int, typer.Option(help="PNG-encoding threads.")] = 2,
     fit: Annotated[str, typer.Option(help="How factual images are fitted: crop, pad or stretch.")] = "crop",
@@ -50,7 +56,9 @@ def generate(
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes join a gloo group, as in training
     table, _ = read_plan(plan)
     wanted = _wanted(shards, task_index, num_tasks, shard_count(table))
-    engine = EngineConfig(steps=steps, guidance=guidance, abduction=abduction, batch_size=batch_size)
+    engine = EngineConfig.recommended(
+        checkpoint, steps=steps, guidance=guidance, abduction=abduction, batch_size=batch_size
+    )
     config = GenerateConfig(engine=engine, fit=fit, encode_workers=encode_workers)
     mine = process_shards(wanted, state.process_index, state.num_processes)
     rows = pc.sum(pc.is_in(table["shard"], pa.array(mine, pa.int32()))).as_py() or 0

@@ -21,6 +21,7 @@ import pandas as pd
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig
 from synthfair.errors import ConfigError
 from synthfair.evaluate import realism, soundness
+from synthfair.evaluate.independence import check_independence
 from synthfair.evaluate.oracles import Oracles
 from synthfair.evaluate.release_truth import phantom_truth
 from synthfair.evaluate.report import write_report
@@ -28,6 +29,7 @@ from synthfair.evaluate.samples import ReleaseSamples, read_release
 from synthfair.fileio import jsonable, write_json
 from synthfair.generate.card import intersection_axes
 from synthfair.model.data import CacheDataset
+from synthfair.model.diffusion import resolve_model
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 SCHEMA = "synthfair.evaluation/1"
@@ -74,6 +76,11 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     samples = read_release(release)
     oracles = oracles if isinstance(oracles, Oracles) else Oracles.load(oracles)
+    independence = (  # before any work: oracles that trained or guided the generator are refused
+        check_independence(oracles, resolve_model(checkpoint)).as_dict()
+        if checkpoint is not None
+        else {"note": NOT_MEASURED_GENERATOR}
+    )
     predictions = oracles.predict(samples.images)
     features = oracles.features(samples.images)
     axes = intersection_axes(taxonomy)
@@ -85,6 +92,7 @@ def evaluate(
         "kinds": pd.Series([r["kind"] for r in samples.records]).value_counts().to_dict(),
         "subgroup_axes": axes,
         "oracles": {o.covariate: o.metrics for o in oracles},
+        "oracle_independence": independence,
         "config": asdict(config),
     }
 

@@ -38,6 +38,7 @@ from synthfair.errors import ConfigError, SynthfairError
 from synthfair.fileio import write_json
 from synthfair.model.data import CacheDataset
 from synthfair.nets import augment, image_network, recalibrate_batch_norm, three_channels
+from synthfair.subjects import load_subjects, save_subjects, subject_digests
 from synthfair.taxonomy import Covariate, Taxonomy, load_taxonomy
 
 ORACLES_FILE = "oracles.json"
@@ -101,10 +102,19 @@ class Oracle:
 class Oracles:
     """The pseudo-oracles of a directory, by covariate."""
 
-    def __init__(self, oracles: dict[str, Oracle], config: OracleConfig, report: dict[str, Any]):
+    def __init__(
+        self,
+        oracles: dict[str, Oracle],
+        config: OracleConfig,
+        report: dict[str, Any],
+        subjects: np.ndarray | None = None,
+        directory: Path | None = None,
+    ):
         self.oracles = oracles
         self.config = config
         self.report = report
+        self.subjects = subjects  # `synthfair.subjects` digests of the training patients (None: unknown)
+        self.directory = directory  # where they were loaded from (their weights' files)
 
     def __getitem__(self, name: str) -> Oracle:
         if name not in self.oracles:
@@ -155,7 +165,14 @@ class Oracles:
             }
         meta = {"schema": SCHEMA, "config": asdict(self.config), "oracles": entries, "report": self.report,
                 "synthfair_version": synthfair.__version__}  # fmt: skip
+        if self.subjects is not None:
+            save_subjects(directory, self.subjects)
         write_json(directory / ORACLES_FILE, meta)
+        self.directory = directory
+
+    def weight_files(self) -> list[Path]:
+        """The saved weights of every oracle (empty before `save` or `load`)."""
+        return [self.directory / f"{name}.safetensors" for name in self.oracles] if self.directory else []
 
     @classmethod
     def load(cls, directory: str | Path) -> Oracles:
@@ -174,7 +191,7 @@ class Oracles:
             net.load_state_dict(load_file(directory / f"{name}.safetensors"))
             oracles[name] = Oracle(name, entry["kind"], tuple(entry["targets"]), net, tuple(entry["scale"]),
                                    entry["metrics"])  # fmt: skip
-        return cls(oracles, config, meta["report"])
+        return cls(oracles, config, meta["report"], load_subjects(directory), directory)
 
 
 def train_oracles(
@@ -224,7 +241,8 @@ def train_oracles(
         "skipped": [name for name in requested if name not in names],  # constant in the training data
         "cache": str(Path(cache).resolve()),
     }
-    result = Oracles(oracles, config, report)
+    subjects = subject_digests(m.get("patient_key") or m["sample_key"] for m in train.meta)
+    result = Oracles(oracles, config, report, subjects)
     if out is not None:
         result.save(out)
     return result

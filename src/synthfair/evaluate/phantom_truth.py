@@ -5,11 +5,21 @@ This compares the image mechanism with it. To measure the image model alone, the
 *true* counterfactual covariates (every covariate the phantom's SCM changed, as one intervention) and no
 attribute SCM; the attribute SCM is tested against the truth on its own (tests/causal).
 
-Per intervention: ``mae_model`` = mean |model - truth| (intensities in [0, 1]), and ``mae_unchanged`` =
-mean |factual - truth|, the error of answering with the unchanged factual image. ``captured`` =
-1 - mae_model / mae_unchanged is the share of the true change the model reproduces (1 is perfect, 0 no
-better than doing nothing, negative worse). For the null intervention mae_unchanged is 0 and mae_model
-measures what inversion and the residual lose.
+Per intervention, with intensities in [0, 1]:
+
+- ``mae_model`` = mean |model - truth|; ``mae_unchanged`` = mean |factual - truth|, the error of answering
+  with the unchanged factual image; ``captured`` = 1 - mae_model / mae_unchanged, the share of the true
+  change the model reproduces (1 is perfect, 0 no better than doing nothing, negative worse). For the null
+  intervention mae_unchanged is 0 and mae_model measures what abduction loses.
+- ``cosine`` = mean cosine between the model's edit (model - factual) and the true edit (truth - factual),
+  and ``magnitude`` = mean |model edit| / |true edit| (L2), over the subjects the intervention changes.
+- With ``draws`` > 0, the **identifiable ceiling**. Part of a counterfactual can be invisible in the factual
+  image: where an effusion that appears would lie and how high it would rise, which lobe would consolidate
+  (`Phantom.unidentified_traits`). No model can know it, so the exact counterfactual is one draw of a
+  distribution. The ceiling re-renders ``draws`` counterfactuals with those traits drawn anew; their
+  per-pixel median is the best any model can answer under absolute error (``captured_ceiling``) and their
+  mean edit the best direction on average (``cosine_ceiling``). Both are 1 where the factual identifies the
+  counterfactual.
 """
 
 from __future__ import annotations
@@ -28,8 +38,21 @@ from synthfair.phantom.simulator import Phantom, Subject
 
 
 @dataclass(frozen=True, eq=False)
+class ExactCounterfactuals:
+    """The phantom's exact counterfactuals of some subjects under (label, do) columns."""
+
+    labels: tuple[str, ...]
+    factual: np.ndarray  # (S, H, W) factual images in [0, 1]
+    truth: np.ndarray  # (S, I, H, W) exact counterfactuals
+    covariates: list[dict[str, Any]]  # factual covariates per subject
+    changes: list[list[dict[str, Any]]]  # per subject and column: the covariates the phantom changed
+    median: np.ndarray | None = None  # (S, I, H, W) posterior median over unidentified traits (draws > 0)
+    mean: np.ndarray | None = None  # (S, I, H, W) posterior mean
+
+
+@dataclass(frozen=True, eq=False)
 class TruthComparison:
-    table: pd.DataFrame  # one row per intervention: n, mae_model, mae_unchanged, captured
+    table: pd.DataFrame  # one row per intervention: n, mae_model, mae_unchanged, captured, cosine, magnitude
     factual: np.ndarray  # (S, H, W) factual images
     truth: np.ndarray  # (S, I, H, W) exact counterfactuals
     model: np.ndarray  # (S, I, H, W) model counterfactuals
@@ -52,33 +75,103 @@ class TruthComparison:
         return picture
 
 
+def exact_counterfactuals(
+    phantom: Phantom,
+    subjects: Sequence[Subject],
+    size: int,
+    interventions: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
+    draws: int = 0,
+    seed: int = 0,
+) -> ExactCounterfactuals:
+    """Render ``subjects`` and their exact counterfactuals under each (label, do) (default: the phantom
+    grid's); with ``draws`` > 0 also the posterior of each counterfactual's unidentified part."""
+    columns = list(interventions or default_interventions(phantom))
+    factual = np.stack([phantom.render(s, size=size) / 65535.0 for s in subjects]).astype(np.float32)
+    truth = np.zeros((len(subjects), len(columns), size, size), np.float32)
+    median, mean = (truth.copy(), truth.copy()) if draws else (None, None)
+    rng = np.random.default_rng(seed)
+    covariates, changes = [], []
+    for a, subject in enumerate(subjects):
+        covariates.append(phantom.covariates(subject))
+        changes.append([])
+        for b, (_, do) in enumerate(columns):
+            cf = phantom.counterfactual(subject, do, size) if do else None
+            truth[a, b] = factual[a] if cf is None else cf.image / 65535.0
+            changes[a].append({} if cf is None else {k: cf.covariates[k] for k in cf.changed})
+            if draws:
+                hidden = () if cf is None else phantom.unidentified_traits(cf.factual, cf.covariates)
+                renders = (
+                    phantom.posterior_renders(subject, cf.covariates, hidden, draws, rng, size) / 65535.0
+                    if hidden
+                    else truth[a, b][None]
+                )
+                median[a, b], mean[a, b] = np.median(renders, axis=0), renders.mean(axis=0)
+    labels = tuple(label for label, _ in columns)
+    return ExactCounterfactuals(labels, factual, truth, covariates, changes, median, mean)
+
+
+def model_counterfactuals(engine: CounterfactualEngine, exact: ExactCounterfactuals) -> np.ndarray:
+    """The image model's counterfactuals (S, I, H, W), given the true counterfactual covariates."""
+    image_engine = CounterfactualEngine(engine.model, None, engine.config)  # given true covariates: no SCM
+    s, i = exact.truth.shape[:2]
+    images = [exact.factual[a] for a in range(s) for _ in range(i)]
+    factuals = [exact.covariates[a] for a in range(s) for _ in range(i)]
+    dos = [exact.changes[a][b] for a in range(s) for b in range(i)]
+    results = image_engine(images, factuals, dos, seeds=list(range(s * i)))
+    return np.stack([r.image for r in results]).reshape(exact.truth.shape)
+
+
+def score(exact: ExactCounterfactuals, model: np.ndarray) -> pd.DataFrame:
+    """Per intervention: n (subjects it changes), mae_model, mae_unchanged, captured, cosine, magnitude, and
+    the identifiable ceilings when ``exact`` has posterior draws."""
+    rows = []
+    for b, label in enumerate(exact.labels):
+        truth, edit = exact.truth[:, b], model[:, b] - exact.factual
+        true_edit = truth - exact.factual
+        mae_model = float(np.abs(model[:, b] - truth).mean())
+        mae_unchanged = float(np.abs(true_edit).mean())
+        changed = np.abs(true_edit).reshape(len(truth), -1).max(axis=1) > 0
+        row = {"intervention": label, "n": int(changed.sum()), "mae_model": mae_model,
+               "mae_unchanged": mae_unchanged, "captured": _captured(mae_model, mae_unchanged),
+               "cosine": _cosine(edit[changed], true_edit[changed]),
+               "magnitude": _magnitude(edit[changed], true_edit[changed])}  # fmt: skip
+        if exact.median is not None:
+            best = float(np.abs(exact.median[:, b] - truth).mean())
+            row["captured_ceiling"] = _captured(best, mae_unchanged)
+            row["cosine_ceiling"] = _cosine(
+                exact.mean[:, b][changed] - exact.factual[changed], true_edit[changed]
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def compare_with_truth(
     engine: CounterfactualEngine,
     phantom: Phantom,
     subjects: Sequence[Subject],
     interventions: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
+    draws: int = 0,
 ) -> TruthComparison:
     """Model vs exact counterfactuals of ``subjects`` under each (label, do) (default: the phantom grid's)."""
-    columns = list(interventions or default_interventions(phantom))
-    size = engine.size
-    image_engine = CounterfactualEngine(engine.model, None, engine.config)  # given true covariates: no SCM
-    factual = np.stack([phantom.render(s, size=size) / 65535.0 for s in subjects]).astype(np.float32)
-    truth = np.zeros((len(subjects), len(columns), size, size), np.float32)
-    requests = []
-    for a, subject in enumerate(subjects):
-        for b, (_, do) in enumerate(columns):
-            cf = phantom.counterfactual(subject, do, size) if do else None
-            truth[a, b] = factual[a] if cf is None else cf.image / 65535.0
-            full = {} if cf is None else {k: cf.covariates[k] for k in cf.changed}
-            requests.append((factual[a], phantom.covariates(subject), full, a * len(columns) + b))
-    images, factuals, dos, seeds = (list(x) for x in zip(*requests, strict=True))
-    results = image_engine(images, factuals, dos, seeds)
-    model = np.stack([r.image for r in results]).reshape(truth.shape)
-    rows = []
-    for b, (label, _) in enumerate(columns):
-        mae_model = float(np.abs(model[:, b] - truth[:, b]).mean())
-        mae_unchanged = float(np.abs(factual - truth[:, b]).mean())
-        captured = 1.0 - mae_model / mae_unchanged if mae_unchanged > 0 else float("nan")
-        rows.append({"intervention": label, "n": len(subjects), "mae_model": mae_model,
-                     "mae_unchanged": mae_unchanged, "captured": captured})  # fmt: skip
-    return TruthComparison(pd.DataFrame(rows), factual, truth, model, tuple(label for label, _ in columns))
+    exact = exact_counterfactuals(phantom, subjects, engine.size, interventions, draws)
+    model = model_counterfactuals(engine, exact)
+    return TruthComparison(score(exact, model), exact.factual, exact.truth, model, exact.labels)
+
+
+def _captured(mae: float, unchanged: float) -> float:
+    return 1.0 - mae / unchanged if unchanged > 0 else float("nan")
+
+
+def _cosine(edit: np.ndarray, true_edit: np.ndarray) -> float:
+    if not len(edit):
+        return float("nan")
+    a, b = edit.reshape(len(edit), -1), true_edit.reshape(len(edit), -1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return float(np.mean(np.where(norms > 0, (a * b).sum(axis=1) / np.maximum(norms, 1e-30), 0.0)))
+
+
+def _magnitude(edit: np.ndarray, true_edit: np.ndarray) -> float:
+    if not len(edit):
+        return float("nan")
+    a, b = edit.reshape(len(edit), -1), true_edit.reshape(len(edit), -1)
+    return float(np.mean(np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))

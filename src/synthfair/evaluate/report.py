@@ -27,6 +27,19 @@ img { image-rendering: pixelated; } .note { color: #a60; }
 """
 
 
+def _independence(record: dict[str, Any]) -> str:
+    """Whether the oracles are independent of the generator (`synthfair.evaluate.independence`)."""
+    if "note" in record:
+        return f"<p>Oracle independence: {html.escape(record['note'])}.</p>"
+    guides = ", ".join(record.get("guides") or []) or "none"
+    text = (
+        f"<p>Oracle independence: checked. The generator's guidance classifiers ({html.escape(guides)}) "
+        "share no weights and no training subjects with these oracles."
+    )
+    flags = record.get("flags") or []
+    return text + "".join(f" <b>Flag:</b> {html.escape(f)}." for f in flags) + "</p>"
+
+
 def write_report(
     path: Path,
     samples: ReleaseSamples,
@@ -41,6 +54,7 @@ def write_report(
         "<code>metrics.json</code>.</p>",
         "<h2>Pseudo-oracles (held-out scores; effectiveness cannot exceed them)</h2>",
         _table(pd.DataFrame([{"covariate": k, **_flat(v)} for k, v in metrics["oracles"].items()])),
+        _independence(metrics.get("oracle_independence") or {}),
     ]
     parts += _section("Effectiveness: did the intervened covariate change as intended?",
                       metrics["effectiveness"],

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,12 @@ import torch
 
 import synthfair
 from synthfair.config import config_to_dict
-from synthfair.counterfactual import CounterfactualEngine, EngineConfig, resolve_model_dir
+from synthfair.counterfactual import CounterfactualEngine, EngineConfig
 from synthfair.errors import ConfigError, SynthfairError
 from synthfair.fileio import atomic_write, file_digests, sha256_file, write_json
 from synthfair.generate import layout
 from synthfair.generate.plan import read_plan
-from synthfair.model.diffusion import MODEL_FILE
+from synthfair.model.diffusion import MODEL_FILE, resolve_model
 from synthfair.preprocess import FITS, encode_png16, fit_image
 from synthfair.sources.readers import ImageReadError, read_image
 from synthfair.taxonomy import Taxonomy, load_taxonomy
@@ -50,7 +50,7 @@ WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    engine: EngineConfig = field(default_factory=EngineConfig)
+    engine: EngineConfig | None = None  # None: the settings the model recommends (`EngineConfig.recommended`)
     fit: str = "crop"  # how factual images are fitted to the model's size (see synthfair.preprocess)
     encode_workers: int = 2  # PNG-encoding threads beside the model
 
@@ -118,7 +118,9 @@ def generate(
         raise ConfigError(f"shards {outside[:5]} are not in the plan (0..{n_shards - 1})", "check --shards")
     out = Path(out)
     (out / "shards").mkdir(parents=True, exist_ok=True)
-    model_dir = resolve_model_dir(checkpoint)
+    model_dir = resolve_model(checkpoint)
+    if config.engine is None:
+        config = replace(config, engine=EngineConfig.recommended(model_dir))
     engine = CounterfactualEngine.load(model_dir, config.engine, taxonomy)
     if device is not None:
         engine.to(device)

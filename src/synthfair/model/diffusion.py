@@ -16,7 +16,7 @@ Alternative abduction, edit-friendly DDPM noise maps (Huberman-Spiegelglas, Kuli
 each ``x_t`` of the step schedule is drawn independently from ``q(x_t | x_0)`` with a seeded generator, and
 the abducted noise is the correction ``c_t = x_{t-1} - mu(x_t | factual)`` that makes each stochastic
 (eta = 1) reverse step land on the next ``x_t``. Prediction re-runs the reverse chain under the
-counterfactual covariates with the same corrections (``sample_with_noise_maps``). Reconstruction is exact by
+counterfactual covariates with the same corrections (``replay``). Reconstruction is exact by
 construction, and the noise maps hold less of the image's structure than a DDIM ``x_T`` does, so the
 counterfactual condition moves the image further (measured in docs/benchmarks.md).
 A model directory holds ``unet/`` (diffusers ``save_pretrained``, safetensors), ``scheduler/`` and
@@ -26,16 +26,20 @@ A model directory holds ``unet/`` (diffusers ``save_pretrained``, safetensors), 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from diffusers import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
 import synthfair
+from synthfair import pretrained
 from synthfair.config import dataclass_from_dict
-from synthfair.errors import ConfigError
+from synthfair.errors import ConfigError, SynthfairError
 from synthfair.fileio import write_json
 from synthfair.model.conditioning import ConditionEncoder
 from synthfair.taxonomy import Taxonomy, load_taxonomy
@@ -57,13 +61,18 @@ class ModelConfig:
     # modulates the normalized features (scale and shift, as in ADM): a stronger hold for the conditioning
     time_scale_shift: str = "default"
     covariates: tuple[str, ...] = ()  # conditioning covariates; () = every covariate of the taxonomy
+    # space-to-depth: the UNet sees (patch_size**2, H / patch_size, W / patch_size), so its first level runs
+    # at a quarter of the pixels for patch_size 2: more channels for the same compute
+    patch_size: int = 1
 
     def __post_init__(self) -> None:
-        if self.sample_size % 2 ** (len(self.block_out_channels) - 1):
+        if self.patch_size < 1 or self.sample_size % (
+            self.patch_size * 2 ** (len(self.block_out_channels) - 1)
+        ):
             raise ConfigError(
-                f"model.sample_size {self.sample_size} is not divisible by "
-                f"2**{len(self.block_out_channels) - 1}",
-                "use a size divisible by 2 to the number of downsampling levels",
+                f"model.sample_size {self.sample_size} is not divisible by patch_size {self.patch_size} "
+                f"x 2**{len(self.block_out_channels) - 1}",
+                "use a size divisible by the patch size times 2 to the number of downsampling levels",
             )
         if any(c % self.norm_num_groups for c in self.block_out_channels):
             raise ConfigError(
@@ -83,9 +92,9 @@ def build_unet(config: ModelConfig, cond_dim: int) -> UNet2DConditionModel:
     down = tuple("AttnDownBlock2D" if i in config.attention_levels else "DownBlock2D" for i in levels)
     up = tuple("AttnUpBlock2D" if i in config.attention_levels else "UpBlock2D" for i in reversed(levels))
     return UNet2DConditionModel(
-        sample_size=config.sample_size,
-        in_channels=1,
-        out_channels=1,
+        sample_size=config.sample_size // config.patch_size,
+        in_channels=config.patch_size**2,
+        out_channels=config.patch_size**2,
         block_out_channels=config.block_out_channels,
         layers_per_block=config.layers_per_block,
         down_block_types=down,
@@ -100,6 +109,17 @@ def build_unet(config: ModelConfig, cond_dim: int) -> UNet2DConditionModel:
     )
 
 
+def denoise(
+    unet: UNet2DConditionModel, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, patch_size: int = 1
+) -> torch.Tensor:
+    """The UNet's noise prediction for images ``x`` (B, 1, H, W); with ``patch_size`` p > 1 it works on
+    (B, p * p, H / p, W / p) (pixel unshuffle) and its output is folded back."""
+    if patch_size == 1:
+        return unet(x, t, encoder_hidden_states=None, class_labels=cond).sample
+    out = unet(F.pixel_unshuffle(x, patch_size), t, encoder_hidden_states=None, class_labels=cond).sample
+    return F.pixel_shuffle(out, patch_size)
+
+
 def build_scheduler(config: ModelConfig) -> DDPMScheduler:
     return DDPMScheduler(
         num_train_timesteps=config.num_train_timesteps,
@@ -107,6 +127,29 @@ def build_scheduler(config: ModelConfig) -> DDPMScheduler:
         prediction_type="epsilon",
         clip_sample=False,
     )
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """A guidance reference: the condition to guide away from (B, D) and each row's scale (B,)."""
+
+    cond: torch.Tensor
+    scale: torch.Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class NoiseMaps:
+    """An edit-friendly DDPM abduction: the factual chain and the correction of every reverse step."""
+
+    steps: int  # the schedule's step count (timesteps are T / steps apart)
+    timesteps: list[int]  # the replayed timesteps, noisiest first (the skipped ones left out)
+    chain: list[torch.Tensor]  # x_t of the factual image at each timestep, then x_0 itself
+    corrections: list[torch.Tensor]  # x_{t-1} - mu(x_t | factual) per timestep
+    eps: list[torch.Tensor]  # eps(x_t | factual) per timestep
+
+    @property
+    def xt(self) -> torch.Tensor:
+        return self.chain[0]
 
 
 @dataclass
@@ -138,18 +181,28 @@ class DiffusionModel:
         null: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predicted noise; with ``guidance != 1`` classifier-free guided against the ``null`` condition."""
-        t = torch.as_tensor(t, device=x.device).expand(x.shape[0])
         if guidance == 1.0:
-            return self.unet(x, t, encoder_hidden_states=None, class_labels=cond).sample
+            return self.guided_eps(x, t, cond)
         null = self.encoder.null(cond) if null is None else null
-        both = self.unet(
-            torch.cat([x, x]),
-            torch.cat([t, t]),
-            encoder_hidden_states=None,
-            class_labels=torch.cat([cond, null]),
-        ).sample
-        eps_cond, eps_null = both.chunk(2)
-        return eps_null + guidance * (eps_cond - eps_null)
+        return self.guided_eps(x, t, cond, [Reference(null, torch.full((x.shape[0],), float(guidance)))])
+
+    def guided_eps(
+        self, x: torch.Tensor, t: int | torch.Tensor, cond: torch.Tensor, refs: Sequence[Reference] = ()
+    ) -> torch.Tensor:
+        """``eps(x | cond) + sum_g (w_g - 1) (eps(x | cond) - eps(x | ref_g))`` in one batched network call.
+
+        With one reference (``cond`` with some groups nulled) this is classifier-free guidance; with one
+        reference per intervened group, each with its own scale, it is factored guidance. A row whose
+        ``w_g`` is 1 is not guided by that reference."""
+        t = torch.as_tensor(t, device=x.device).expand(x.shape[0])
+        n = 1 + len(refs)
+        conds = torch.cat([cond] + [r.cond for r in refs])
+        out = denoise(self.unet, x.repeat(n, 1, 1, 1), t.repeat(n), conds, self.config.patch_size)
+        eps, *others = out.chunk(n)
+        guided = eps
+        for ref, other in zip(refs, others, strict=True):
+            guided = guided + (ref.scale.to(x) - 1.0).view(-1, 1, 1, 1) * (eps - other)
+        return guided
 
     @torch.no_grad()
     def invert(self, x0: torch.Tensor, cond: torch.Tensor, steps: int) -> torch.Tensor:
@@ -169,52 +222,84 @@ class DiffusionModel:
         steps: int,
         guidance: float = 1.0,
         null: torch.Tensor | None = None,
+        refs: Sequence[Reference] | None = None,
     ) -> torch.Tensor:
-        """DDIM sampling (eta = 0) from noise ``xt`` under ``cond``; returns images in [-1, 1]."""
+        """DDIM sampling (eta = 0) from noise ``xt`` under ``cond``; returns images in [-1, 1]. Guided by
+        ``refs`` if given, else by ``guidance`` against ``null`` (all groups nulled by default)."""
         ddim = DDIMScheduler.from_config(self._ddim_config())
         ddim.set_timesteps(steps)
         x = xt
         for t in ddim.timesteps:
-            x = ddim.step(self.eps(x, t, cond, guidance, null), t, x, eta=0.0).prev_sample
+            eps = self.eps(x, t, cond, guidance, null) if refs is None else self.guided_eps(x, t, cond, refs)
+            x = ddim.step(eps, t, x, eta=0.0).prev_sample
         return x
 
     @torch.no_grad()
     def noise_maps(
-        self, x0: torch.Tensor, cond: torch.Tensor, steps: int, generators: list[torch.Generator]
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Edit-friendly DDPM abduction of images ``x0`` in [-1, 1]: (x_T, one correction per step).
+        self,
+        x0: torch.Tensor,
+        cond: torch.Tensor,
+        steps: int,
+        generators: list[torch.Generator],
+        skip: int = 0,
+    ) -> NoiseMaps:
+        """Edit-friendly DDPM abduction of images ``x0`` in [-1, 1] under ``cond`` (the factual condition).
 
-        ``generators`` holds one generator per row: a row's noise does not depend on the other rows.
-        """
-        timesteps = self._timesteps(steps)
-        noised = []
+        ``generators`` holds one generator per row: a row's noise does not depend on the other rows. The
+        ``skip`` noisiest of the ``steps`` timesteps are left out: a replay starts from the noised image at
+        the first remaining timestep, so it keeps more of the image (the edit-friendly paper's T_skip)."""
+        timesteps = self._timesteps(steps)[skip:]
+        chain = []
         for t in timesteps:
             noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in generators]).to(x0)
             a = self._alpha(t)
-            noised.append(a.sqrt() * x0 + (1 - a).sqrt() * noise)
-        corrections = []
+            chain.append(a.sqrt() * x0 + (1 - a).sqrt() * noise)
+        chain.append(x0)
+        corrections, eps = [], []
         for k, t in enumerate(timesteps):
-            target = noised[k + 1] if k + 1 < len(timesteps) else x0
-            corrections.append(
-                target - self._posterior_mean(noised[k], t, steps, self.eps(noised[k], t, cond))
-            )
-        return noised[0], corrections
+            eps.append(self.eps(chain[k], t, cond))
+            corrections.append(chain[k + 1] - self._posterior_mean(chain[k], t, steps, eps[k]))
+        return NoiseMaps(steps, timesteps, chain, corrections, eps)
 
     @torch.no_grad()
-    def sample_with_noise_maps(
+    def replay(
         self,
-        xt: torch.Tensor,
+        maps: NoiseMaps,
         cond: torch.Tensor,
-        corrections: list[torch.Tensor],
-        guidance: float = 1.0,
-        null: torch.Tensor | None = None,
+        refs: Sequence[Reference] = (),
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The reverse DDPM chain from ``xt`` under ``cond``, each step plus its abducted correction."""
-        x = xt
-        steps = len(corrections)
-        for t, correction in zip(self._timesteps(steps), corrections, strict=True):
-            x = self._posterior_mean(x, t, steps, self.eps(x, t, cond, guidance, null)) + correction
+        """The reverse DDPM chain of ``maps`` under ``cond`` (guided by ``refs``), each step plus its abducted
+        correction; returns images in [-1, 1]. Under the factual condition it returns the factual image.
+
+        ``mask`` (B, 1, H, W) in [0, 1] confines the edit (RadEdit's keep mask): after every step, the chain
+        outside the mask is reset to the factual chain, so there the result is the factual image."""
+        x = maps.chain[0]
+        for k, t in enumerate(maps.timesteps):
+            eps = self.guided_eps(x, t, cond, refs)
+            x = self._posterior_mean(x, t, maps.steps, eps) + maps.corrections[k]
+            if mask is not None:
+                x = mask * x + (1.0 - mask) * maps.chain[k + 1]
         return x
+
+    @torch.no_grad()
+    def edit_mask(
+        self, maps: NoiseMaps, cond: torch.Tensor, evaluations: int, threshold: float = 0.5
+    ) -> torch.Tensor:
+        """Where the model changes the image from the factual condition of ``maps`` to ``cond`` (DiffEdit,
+        Couairon et al. 2023): ``|eps(x_t | cond) - eps(x_t | factual)|`` on the factual chain at
+        ``evaluations`` evenly spaced timesteps, averaged, smoothed, scaled to [0, 1] per image and cut at
+        ``threshold``; the binary mask is feathered by one smoothing pass. (B, 1, H, W) in [0, 1]."""
+        n = len(maps.timesteps)
+        picks = sorted({round(i * (n - 1) / max(1, evaluations - 1)) for i in range(evaluations)})
+        diffs = [(self.eps(maps.chain[k], maps.timesteps[k], cond) - maps.eps[k]).abs() for k in picks]
+        diff = torch.stack(diffs)
+        sigma = max(1.0, maps.chain[0].shape[-1] / 32.0)  # 2 px at 64 px
+        diff = _blur(diff.mean(dim=0), sigma)
+        lo = diff.amin(dim=(1, 2, 3), keepdim=True)
+        hi = diff.amax(dim=(1, 2, 3), keepdim=True)
+        binary = ((diff - lo) / (hi - lo).clamp(min=1e-12) >= threshold).to(diff)
+        return _blur(binary, sigma).clamp(0.0, 1.0)
 
     def _timesteps(self, steps: int) -> list[int]:
         ddim = DDIMScheduler.from_config(self._ddim_config())
@@ -278,6 +363,31 @@ class DiffusionModel:
             k: v for k, v in meta.items() if k not in ("schema", "model", "conditioning", "synthfair_version")
         }
         return cls(unet.eval(), encoder, scheduler, config, extra)
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian smoothing of (B, 1, H, W) with reflected borders."""
+    radius = int(math.ceil(3 * sigma))
+    kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype) / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(x.device)
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1))
+    return F.conv2d(x, kernel.view(1, 1, -1, 1))
+
+
+def resolve_model(name: str | Path) -> Path:
+    """A model directory: a run's ``model/``, a model directory itself, or a shipped model's name."""
+    path = Path(name)
+    if (path / "model").is_dir():
+        return path / "model"
+    if path.is_dir():
+        return path
+    if str(name) in pretrained.NAMES:
+        return pretrained.pretrained_path(str(name))
+    raise SynthfairError(
+        f"no model at {name}",
+        f"pass a run directory, a model directory or a shipped model: {pretrained.NAMES}",
+    )
 
 
 def to_model_space(images: torch.Tensor) -> torch.Tensor:

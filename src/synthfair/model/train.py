@@ -42,16 +42,21 @@ from diffusers.training_utils import EMAModel
 
 import synthfair
 from synthfair.causal.scm import AttributeSCM
-from synthfair.config import config_to_dict, load_config
+from synthfair.config import config_to_dict, dataclass_from_dict, load_config
 from synthfair.environment import package_version
 from synthfair.errors import ConfigError, SynthfairError
 from synthfair.fileio import atomic_write, write_json
+from synthfair.model import finetune
 from synthfair.model.data import CacheDataset, batch_indices
-from synthfair.model.diffusion import DiffusionModel, ModelConfig, to_model_space
+from synthfair.model.diffusion import DiffusionModel, ModelConfig, denoise, resolve_model, to_model_space
+from synthfair.model.finetune import TuningConfig
+from synthfair.subjects import save_subjects, subject_digests
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 CHECKPOINT_PREFIX = "checkpoint-"
 SCM_DIR = "scm"  # inside model/: read by synthfair.counterfactual
+ENGINE_FILE = "engine.json"  # inside model/: the recommended engine settings (synthfair.counterfactual)
+GUIDANCE_DIR = "guidance"  # inside model/: the classifiers that trained it (checked by synthfair.evaluate)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,11 @@ class TrainConfig:
     split: str = "train"
     in_memory: bool = True  # hold the decoded training images in memory (small caches)
     seed: int = 0
+    init_from: str | None = None  # start from this model directory's weights (same model config): fine-tuning
+    tuning: TuningConfig = field(default_factory=TuningConfig)  # counterfactual fine-tuning (finetune.py)
+    # the engine settings this recipe is tuned for (keys of synthfair.counterfactual.EngineConfig), written
+    # beside the model as engine.json: what `synthfair generate` and `counterfactual` use by default
+    engine: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
@@ -117,10 +127,14 @@ def train(
     ``resume="latest"`` continues the same trajectory to ``config.steps``."""
     out = Path(out)
     taxonomy = taxonomy or load_taxonomy()
+    _engine_settings(config)  # refuse bad engine settings before any work
     accelerator = Accelerator(mixed_precision=_precision(config), cpu=not torch.cuda.is_available())
     dataset = CacheDataset(data, split=config.split, in_memory=config.in_memory)
     _check_size(dataset, config)
     model = DiffusionModel.create(config.model, taxonomy, seed=config.seed)
+    if config.init_from:
+        _init_weights(model, config)
+    classifiers = _classifiers(config.tuning, accelerator.device)
     unet = model.unet
     ema = EMAModel(
         unet.parameters(), decay=config.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config
@@ -142,7 +156,7 @@ def train(
     seen, clock = 0, time.perf_counter()
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     for step in range(start, end):
-        loss = _step(step, config, dataset, model, unet, optimizer, schedule, accelerator)
+        loss = _step(step, config, dataset, model, unet, optimizer, schedule, accelerator, classifiers)
         ema.step(accelerator.unwrap_model(unet).parameters())
         loss = accelerator.reduce(loss.detach(), reduction="mean").item()
         seen += config.batch_size * accelerator.num_processes
@@ -156,12 +170,22 @@ def train(
     if accelerator.is_main_process and end == config.steps:
         _export(out, model, ema, accelerator.unwrap_model(unet), config, losses)
         fit_scm(dataset, taxonomy, config.seed).save(out / "model" / SCM_DIR)
+        if config.engine:
+            write_json(out / "model" / ENGINE_FILE, config_to_dict(_engine_settings(config)))
+        if config.tuning.classifiers:  # recorded for the evaluator's independence check
+            guides = out / "model" / GUIDANCE_DIR / finetune.GUIDES
+            shutil.copytree(config.tuning.classifiers, guides, dirs_exist_ok=True)
+        save_subjects(
+            out / "model", subject_digests(m.get("patient_key") or m["sample_key"] for m in dataset.meta)
+        )
     accelerator.wait_for_everyone()
     final = losses[-1][1] if losses else math.nan
     return TrainResult(out, end, start, final, seen / max(time.perf_counter() - clock, 1e-9))
 
 
-def _step(step, config, dataset, model, unet, optimizer, schedule, accelerator) -> torch.Tensor:
+def _step(
+    step, config, dataset, model, unet, optimizer, schedule, accelerator, classifiers=None
+) -> torch.Tensor:
     rank, world = accelerator.process_index, accelerator.num_processes
     indices = batch_indices(step, len(dataset), config.batch_size, config.seed, rank, world)
     images, records = dataset.batch(indices)
@@ -174,8 +198,11 @@ def _step(step, config, dataset, model, unet, optimizer, schedule, accelerator) 
     t = t.to(accelerator.device)
     xt = model.scheduler.add_noise(x0, noise, t)
     with accelerator.autocast():
-        pred = unet(xt, t, encoder_hidden_states=None, class_labels=cond).sample
+        pred = denoise(unet, xt, t, cond, config.model.patch_size)
     loss = torch.nn.functional.mse_loss(pred.float(), noise)
+    if classifiers is not None:
+        tuned = _tuning_loss(config, model, unet, classifiers, images, records, generator, accelerator)
+        loss = loss + config.tuning.weight * tuned
     accelerator.backward(loss)
     if accelerator.sync_gradients:
         accelerator.clip_grad_norm_(unet.parameters(), config.grad_clip)
@@ -183,6 +210,51 @@ def _step(step, config, dataset, model, unet, optimizer, schedule, accelerator) 
     schedule.step()
     optimizer.zero_grad(set_to_none=True)
     return loss
+
+
+def _tuning_loss(config, model, unet, classifiers, images, records, generator, accelerator) -> torch.Tensor:
+    """Counterfactual fine-tuning: classifiers score one-step counterfactuals (`synthfair.model.finetune`)."""
+    tuning, device = config.tuning, accelerator.device
+    changes = finetune.interventions(records, classifiers, tuning.age_range, generator)
+    t = torch.randint(tuning.t_min, tuning.t_max + 1, (len(records),), generator=generator)
+    noise = torch.randn(images.shape, generator=generator)
+    x0 = to_model_space(images)
+    xt = model.scheduler.add_noise(x0, noise, t).to(device)
+    cond = finetune.encode_changed(model.encoder, records, changes).to(device)
+    with accelerator.autocast():
+        eps = denoise(unet, xt, t.to(device), cond, config.model.patch_size)
+    alpha = model.scheduler.alphas_cumprod[t].to(device)
+    x_cf = finetune.one_step_counterfactual(eps.float(), xt, alpha)
+    return finetune.tuning_loss(x_cf, images.to(device), changes, classifiers)
+
+
+def _engine_settings(config: TrainConfig):
+    from synthfair.counterfactual import EngineConfig  # the engine imports this module
+
+    return dataclass_from_dict(EngineConfig, config.engine, where="the training config's engine:")
+
+
+def _classifiers(tuning: TuningConfig, device):
+    """The frozen training-time classifiers of counterfactual fine-tuning, or None."""
+    if not tuning.classifiers:
+        return None
+    from synthfair.evaluate.oracles import Oracles  # the oracles' format; loaded only when fine-tuning
+
+    classifiers = Oracles.load(tuning.classifiers)
+    for oracle in classifiers:
+        oracle.net.to(device).eval().requires_grad_(False)
+    return classifiers
+
+
+def _init_weights(model: DiffusionModel, config: TrainConfig) -> None:
+    """Load ``config.init_from``'s weights (a model directory or a shipped model's name) into ``model``."""
+    source = DiffusionModel.load(resolve_model(config.init_from), model.encoder.taxonomy)
+    if source.config != config.model:
+        raise ConfigError(
+            f"init_from {config.init_from} has model config {source.config}, this run {config.model}",
+            "fine-tune with the model section of the run that made those weights",
+        )
+    model.unet.load_state_dict(source.unet.state_dict())
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:

@@ -18,7 +18,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -212,6 +212,51 @@ class Phantom:
         cov = self.covariates(subject, do)
         changed = tuple(k for k in self.taxonomy.names if cov[k] != factual[k])
         return Counterfactual(self.render(subject, cov, size), cov, factual, changed)
+
+    def unidentified_traits(
+        self, factual: Mapping[str, Any], counterfactual: Mapping[str, Any]
+    ) -> tuple[str, ...]:
+        """Traits the counterfactual image depends on that the factual image does not show: where and how
+        severe a finding that appears would be, the breasts of a subject made female, the calcification of
+        cartilage that starts to calcify. No abduction from the factual image can recover them, so a
+        counterfactual's share in them is not identifiable (`posterior_renders` draws it)."""
+        r, p = self.spec.roles, self.spec.edits
+        f_findings, c_findings = factual[r.findings] or {}, counterfactual[r.findings] or {}
+        out = []
+        for label, traits in (
+            (r.cardiomegaly, ("heart_severity",)),
+            (r.pleural_effusion, ("effusion_side", "effusion_severity")),
+            (r.consolidation, ("consolidation_lobe", "consolidation_severity")),
+        ):
+            if c_findings.get(label) and not f_findings.get(label):
+                out += traits
+        if counterfactual[r.sex] == r.female and factual[r.sex] != r.female:
+            out += ["breast_size", "breast_ptosis"]
+        if factual[r.age] <= p.calcification_onset < counterfactual[r.age]:
+            out.append("calcification_max")
+        return tuple(out)
+
+    def posterior_renders(
+        self,
+        subject: Subject,
+        covariates: Mapping[str, Any],
+        traits: tuple[str, ...],
+        draws: int,
+        rng: np.random.Generator,
+        size: int = 256,
+    ) -> np.ndarray:
+        """``draws`` renders (draws, size, size) uint16 of ``subject`` under ``covariates`` with ``traits``
+        drawn anew from their prior (uniform in [0, 1)): the distribution of a counterfactual whose
+        ``traits`` the factual image does not identify."""
+        if not set(traits) <= set(TRAITS[_NORMAL_TRAITS : _NORMAL_TRAITS + _UNIFORM_TRAITS]):
+            raise ConfigError(
+                f"traits {traits} are not the phantom's uniform traits", f"use traits of {TRAITS}"
+            )
+        out = []
+        for _ in range(draws):
+            drawn = {**subject.traits, **{name: float(rng.random()) for name in traits}}
+            out.append(self.render(replace(subject, traits=drawn), covariates, size))
+        return np.stack(out)
 
     def line_integrals(self, subject: Subject, covariates: Mapping[str, Any], size: int) -> np.ndarray:
         """Water-equivalent path lengths (cm), (size, size) float64, before the detector."""

@@ -1,0 +1,137 @@
+"""Counterfactual fine-tuning (CFT): training-time classifiers read the intended value off the model's
+counterfactuals.
+
+As in causal-gen (Ribeiro, Xia, Monteiro, Pawlowski and Glocker, ICML 2023), adapted to diffusion: the
+counterfactual of a training image is the model's one-step prediction of the clean image from the noised
+factual under the intervened condition,
+
+    x_t = sqrt(a_t) x + sqrt(1 - a_t) noise,    x_cf = (x_t - sqrt(1 - a_t) eps(x_t, t, pa*)) / sqrt(a_t),
+
+for t in [t_min, t_max] (low enough that x_cf is an image, high enough that the condition shapes it).
+Frozen classifiers (``synthfair oracles train`` on the model's own training subjects, never the evaluation
+oracles: `synthfair.evaluate.independence` enforces it) score x_cf: cross-entropy towards the intervened
+value, and towards their own predictions on the factual image for every other covariate (soft labels,
+Xia et al., MICCAI 2024), so that fine-tuning makes the intervention effective without amplifying the rest.
+The training loop adds ``weight`` x this loss to the denoising loss, which keeps likelihood and
+reconstruction.
+
+One intervention per training image, drawn by the step's generator: a covariate the classifiers know, set to
+another value (categorical), a label flipped (findings), or an age drawn uniformly from the classifier's
+training range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from synthfair.errors import ConfigError
+from synthfair.model.conditioning import ConditionEncoder
+from synthfair.nets import three_channels
+
+GUIDES = "classifiers"  # the classifiers' folder inside model/guidance/ (read by the independence check)
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    classifiers: str | None = None  # a `synthfair oracles train` directory; None = no fine-tuning
+    weight: float = 0.05  # classifier loss relative to the denoising loss
+    t_min: int = 50  # timesteps of the one-step counterfactual
+    t_max: int = 500
+    age_range: tuple[float, float] = (20.0, 90.0)  # ages an age intervention draws from
+
+    def __post_init__(self) -> None:
+        if self.weight < 0 or not 0 <= self.t_min < self.t_max:
+            raise ConfigError(
+                f"tuning needs weight >= 0 and t_min < t_max, got {self.weight}, {self.t_min}, {self.t_max}",
+                "use e.g. weight 0.05, t_min 50, t_max 500",
+            )
+
+
+def interventions(
+    records: Sequence[Mapping[str, Any]], classifiers, age_range, generator: torch.Generator
+) -> list[tuple[str, Any]]:
+    """One (covariate, new value) per record: a findings value is ``(label, 0 or 1)``."""
+    names = [c.covariate for c in classifiers]
+    out = []
+    for record in records:
+        oracle = classifiers[names[int(torch.randint(len(names), (1,), generator=generator))]]
+        u = float(torch.rand((), generator=generator))
+        if oracle.kind == "continuous":
+            out.append((oracle.covariate, age_range[0] + u * (age_range[1] - age_range[0])))
+        elif oracle.kind == "categorical":
+            others = [v for v in oracle.targets if v != record.get(oracle.covariate)]
+            out.append((oracle.covariate, others[min(int(u * len(others)), len(others) - 1)]))
+        else:
+            label = oracle.targets[min(int(u * len(oracle.targets)), len(oracle.targets) - 1)]
+            now = (record.get(oracle.covariate) or {}).get(label) or 0
+            out.append((oracle.covariate, (label, 1 - now)))
+    return out
+
+
+def apply(record: Mapping[str, Any], change: tuple[str, Any]) -> dict[str, Any]:
+    name, value = change
+    if isinstance(value, tuple):
+        return {**record, name: {**(record.get(name) or {}), value[0]: value[1]}}
+    return {**record, name: value}
+
+
+def tuning_loss(
+    x_cf: torch.Tensor,
+    x0: torch.Tensor,
+    changes: Sequence[tuple[str, Any]],
+    classifiers,
+) -> torch.Tensor:
+    """Classifier loss of counterfactuals ``x_cf`` (B, 1, H, W) in [0, 1] against the intended values, with
+    the classifiers' predictions on the factual images ``x0`` as soft labels for everything else."""
+    losses = []
+    for oracle in classifiers:
+        net = oracle.net
+        with torch.no_grad():
+            reference = net(three_channels(x0))
+        out = net(three_channels(x_cf))
+        intended = [i for i, (name, _) in enumerate(changes) if name == oracle.covariate]
+        kept = [i for i in range(len(changes)) if i not in intended]
+        losses.append(_soft(oracle.kind, out[kept], reference[kept]) * len(kept))
+        if intended:
+            values = [changes[i][1] for i in intended]
+            losses.append(_hard(oracle, out[intended], reference[intended], values) * len(intended))
+    return torch.stack(losses).sum() / len(changes)
+
+
+def _soft(kind: str, out: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    if not len(out):
+        return out.sum() * 0
+    if kind == "continuous":
+        return F.mse_loss(out, reference)
+    if kind == "categorical":
+        return F.cross_entropy(out, reference.softmax(dim=1))
+    return F.binary_cross_entropy_with_logits(out, reference.sigmoid())
+
+
+def _hard(oracle, out: torch.Tensor, reference: torch.Tensor, values: list) -> torch.Tensor:
+    if oracle.kind == "continuous":
+        mean, std = oracle.scale
+        target = torch.tensor([[(v - mean) / std] for v in values], dtype=out.dtype)
+        return F.mse_loss(out, target)
+    if oracle.kind == "categorical":
+        return F.cross_entropy(out, torch.tensor([oracle.targets.index(v) for v in values]))
+    target = reference.sigmoid().clone()  # the other labels keep the factual prediction
+    for row, (label, flag) in enumerate(values):
+        target[row, oracle.targets.index(label)] = float(flag)
+    return F.binary_cross_entropy_with_logits(out, target)
+
+
+def one_step_counterfactual(eps: torch.Tensor, xt: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """The clean image predicted from ``xt`` by ``eps`` (Tweedie), in image space [0, 1]; ``alpha`` (B,)."""
+    a = alpha.view(-1, 1, 1, 1)
+    x0 = (xt - (1 - a).sqrt() * eps) / a.sqrt()
+    return (x0.clamp(-1.0, 1.0) + 1.0) / 2.0
+
+
+def encode_changed(encoder: ConditionEncoder, records, changes) -> torch.Tensor:
+    return encoder.encode([apply(r, c) for r, c in zip(records, changes, strict=True)])

@@ -1,0 +1,81 @@
+"""Counterfactual fine-tuning on a tiny model: the loss reaches the denoiser, the classifiers travel with the
+model, and the evaluator refuses them as oracles."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from synthfair.errors import ConfigError, SynthfairError
+from synthfair.evaluate.independence import check_independence
+from synthfair.evaluate.oracles import OracleConfig, Oracles, train_oracles
+from synthfair.model import finetune
+from synthfair.model.data import CacheDataset
+from synthfair.model.diffusion import DiffusionModel
+from synthfair.model.finetune import TuningConfig
+from synthfair.model.train import train
+
+
+@pytest.fixture(scope="module")
+def classifiers(cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("guides") / "classifiers"
+    train_oracles(OracleConfig(covariates=("sex", "age", "findings"), epochs=1, batch_size=4), cache, out)
+    return out
+
+
+def test_interventions_change_one_covariate_to_another_valid_value(cache, classifiers):
+    guides = Oracles.load(classifiers)
+    data = CacheDataset(cache)
+    records = [data.covariates(i) for i in range(len(data))]
+    changes = finetune.interventions(records, guides, (20.0, 90.0), torch.Generator().manual_seed(0))
+    assert len(changes) == len(records) and {name for name, _ in changes} <= {"sex", "age", "findings"}
+    for record, (name, value) in zip(records, changes, strict=True):
+        changed = finetune.apply(record, (name, value))
+        if name == "sex":
+            assert value != record["sex"] and changed["sex"] == value
+        elif name == "age":
+            assert 20.0 <= value <= 90.0
+        else:
+            label, flag = value
+            assert flag == 1 - (record["findings"].get(label) or 0) and changed["findings"][label] == flag
+
+
+def test_tuning_loss_reaches_the_denoiser(trained_run, cache, classifiers):
+    model = DiffusionModel.load(trained_run / "model")
+    guides = Oracles.load(classifiers)
+    for oracle in guides:
+        oracle.net.requires_grad_(False)
+    images, records = CacheDataset(cache).batch(list(range(6)))
+    changes = finetune.interventions(records, guides, (20.0, 90.0), torch.Generator().manual_seed(1))
+    t = torch.full((6,), 200)
+    xt = model.scheduler.add_noise(images * 2 - 1, torch.randn(images.shape), t)
+    cond = finetune.encode_changed(model.encoder, records, changes)
+    eps = model.unet(xt, t, encoder_hidden_states=None, class_labels=cond).sample
+    x_cf = finetune.one_step_counterfactual(eps, xt, model.scheduler.alphas_cumprod[t])
+    loss = finetune.tuning_loss(x_cf, images, changes, guides)
+    loss.backward()
+    assert torch.isfinite(loss) and loss > 0
+    grads = [p.grad for p in model.unet.parameters() if p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+    assert all(p.grad is None for o in guides for p in o.net.parameters())  # the classifiers stay frozen
+
+
+def test_fine_tuning_run_carries_its_classifiers_and_they_cannot_judge_it(
+    trained_run, cache, classifiers, tiny_config, tmp_path
+):
+    config = dataclasses.replace(
+        tiny_config, init_from=str(trained_run), tuning=TuningConfig(classifiers=str(classifiers), weight=0.5)
+    )
+    train(config, cache, tmp_path / "tuned")
+    model_dir = tmp_path / "tuned" / "model"
+    before = DiffusionModel.load(trained_run / "model").unet.state_dict()
+    after = DiffusionModel.load(model_dir).unet.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert (model_dir / "guidance" / "classifiers" / "subjects.npy").is_file()
+    with pytest.raises(SynthfairError, match="guidance classifier"):
+        check_independence(Oracles.load(classifiers), model_dir)
+    other = dataclasses.replace(config, model=dataclasses.replace(config.model, layers_per_block=2))
+    with pytest.raises(ConfigError, match="init_from"):
+        train(other, cache, tmp_path / "mismatch")
+    assert np.isfinite(float((tmp_path / "tuned" / "loss.csv").read_text().splitlines()[-1].split(",")[1]))
