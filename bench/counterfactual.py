@@ -58,9 +58,15 @@ def load_truth(phantom: Phantom, args) -> ExactCounterfactuals:
     if path.is_file():
         data = np.load(path, allow_pickle=False)
         meta = json.loads(str(data["meta"]))
-        return ExactCounterfactuals(tuple(meta["labels"]), data["factual"], data["truth"], meta["covariates"],
-                                    meta["changes"], data["median"] if args.draws else None,
-                                    data["mean"] if args.draws else None)  # fmt: skip
+        optional = {k: data[k] if k in data else None for k in ("median", "mean", "draw_mae")}
+        return ExactCounterfactuals(
+            tuple(meta["labels"]),
+            data["factual"],
+            data["truth"],
+            meta["covariates"],
+            meta["changes"],
+            **optional,
+        )
     t = time.perf_counter()
     subjects = phantom.sample_subjects(args.subjects, args.seed)
     exact = exact_counterfactuals(
@@ -70,16 +76,20 @@ def load_truth(phantom: Phantom, args) -> ExactCounterfactuals:
     meta = {"labels": exact.labels, "covariates": exact.covariates, "changes": exact.changes}
     arrays = {"factual": exact.factual, "truth": exact.truth}
     if args.draws:
-        arrays |= {"median": exact.median, "mean": exact.mean}
+        arrays |= {"median": exact.median, "mean": exact.mean, "draw_mae": exact.draw_mae}
     np.savez(path, meta=json.dumps(meta), **arrays)
     print(f"rendered the truth of {args.subjects} subjects in {time.perf_counter() - t:.0f} s -> {path}")
     return exact
 
 
 def first_subjects(exact: ExactCounterfactuals, n: int) -> ExactCounterfactuals:
-    cut = lambda a: None if a is None else a[:n]  # noqa: E731
-    return ExactCounterfactuals(exact.labels, exact.factual[:n], exact.truth[:n], exact.covariates[:n],
-                                exact.changes[:n], cut(exact.median), cut(exact.mean))  # fmt: skip
+    cut = {
+        k: None if getattr(exact, k) is None else getattr(exact, k)[:n]
+        for k in ("median", "mean", "draw_mae")
+    }
+    return ExactCounterfactuals(
+        exact.labels, exact.factual[:n], exact.truth[:n], exact.covariates[:n], exact.changes[:n], **cut
+    )
 
 
 def oracle_table(oracles: Oracles, exact: ExactCounterfactuals, model: np.ndarray) -> pd.DataFrame:

@@ -6,21 +6,21 @@ Abduction, action, prediction (Pearl's three steps), for the covariates and then
    and predicts the counterfactual covariates (descendants of an intervened node change through their
    mechanisms; everything else keeps its factual value). Without an SCM, only the intervened covariates
    change (``propagated=False`` in the record).
-2. image abduction: deterministic DDIM inversion of the factual image under the factual covariates
-   (guidance 1), giving its noise ``x_T``;
-3. reconstruction residual (``residual=True``): ``r = x - DDIM(x_T | factual)``, the detail the model's
-   inversion loses; adding it back keeps the patient's identity, and makes the null intervention return
-   the factual image exactly;
-4. prediction: DDIM sampling from ``x_T`` under the counterfactual covariates, with classifier-free guidance
-   ``w`` against the same condition with the intervened groups nulled (``guide="intervened"``: guidance acts
-   on what changed only, which limits amplification) or all groups nulled (``guide="all"``); plus ``r``.
+2. image abduction, ``abduction="ddpm"`` (default): edit-friendly DDPM noise maps under the factual
+   covariates (`DiffusionModel.noise_maps`, drawn from a generator seeded by the sample's seed), leaving out
+   the ``skip`` share of the noisiest steps. ``abduction="ddim"``: deterministic DDIM inversion to ``x_T``,
+   and the reconstruction residual ``r = x - DDIM(x_T | factual)`` (``residual=True``) that keeps what
+   inversion loses and makes the null intervention exact.
+3. (ddpm, ``mask=True``) when every changed covariate acts locally (``extent: local`` in taxonomy.yaml), the
+   region the model's own conditional difference marks (`DiffusionModel.edit_mask`); outside it the result
+   stays the factual image.
+4. prediction: the chain replayed (ddpm) or sampled (ddim) under the counterfactual covariates, with factored
+   classifier-free guidance: each changed group with its scale (``group_guidance``, else ``guidance``) against
+   the same condition with that group nulled (``guide="intervened"``) or at its factual value
+   (``guide="factual"``), or every change against the unconditional model (``guide="all"``).
 
-Network evaluations per counterfactual: ``steps`` (inversion) + ``steps`` (reconstruction, with the residual)
-+ ``steps`` x (2 if ``guidance != 1`` else 1).
-
-``abduction="ddpm"`` replaces steps 2-3 with edit-friendly DDPM noise maps (`DiffusionModel.noise_maps`,
-drawn from a generator seeded by the sample's seed): reconstruction is exact without a residual, edits are
-stronger, and it costs ``steps`` + ``steps`` x (2 if ``guidance != 1`` else 1) evaluations.
+`EngineConfig.evaluations` gives the network evaluations per counterfactual. A model directory may carry the
+settings its recipe was tuned with (``engine.json``); ``EngineConfig.recommended`` reads them.
 
 Every sample is computed in a batch of exactly ``batch_size`` rows (padded with copies), so its bytes do not
 depend on which other samples share its batch; the SCM's abduction draws from a generator seeded by the

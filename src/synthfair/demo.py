@@ -51,9 +51,11 @@ class DemoConfig:
     train: bool = False  # retrain the phantom-64 model (about an hour on 2 cores) instead of the shipped one
     train_n: int = 3000  # phantom subjects rendered for training when train=True
     truth_subjects: int = 4  # held-out subjects whose model counterfactuals are compared with the truth
-    cf_steps: int = 10  # DDIM steps of the counterfactual engine (bench/counterfactual.py measures 25 too)
+    truth_draws: int = 8  # posterior draws of each counterfactual's unidentified part (the ceilings)
+    cf_steps: int | None = None  # diffusion steps of the engine; None = the model's recommended settings
     release_families: int = 8  # subjects whose counterfactual families make the demo release
-    oracle_epochs: int = 8  # pseudo-oracles, trained on the training data when train=True (else shipped)
+    oracle_epochs: int = 8  # pseudo-oracles, trained on subjects of their own seed when train=True
+    oracle_n: int = 6000  # phantom subjects rendered for the oracles when train=True (seed + 2)
     privacy_n: int = 400  # of the model's training subjects re-rendered for the privacy check (train=False)
     study_families: int = 200  # demo subjects in the study release (factual + 2 counterfactuals each)
     bias_size: int = 100  # samples in the biased subset (and in its baseline)
@@ -192,17 +194,16 @@ def run_demo(
         train(train_config, result.train_cache, result.model, resume="latest")
         result.seconds["train phantom-64"] = time.perf_counter() - t
     t = time.perf_counter()
-    engine = CounterfactualEngine.load(result.model, EngineConfig(steps=config.cf_steps, batch_size=8))
-    comparison = compare_with_truth(
-        engine, phantom, phantom.sample_subjects(config.truth_subjects, config.seed)
-    )
+    engine = CounterfactualEngine.load(result.model, _engine(result, config))
+    subjects = phantom.sample_subjects(config.truth_subjects, config.seed)
+    comparison = compare_with_truth(engine, phantom, subjects, draws=config.truth_draws)
     comparison.grid(rows=config.truth_subjects).save(result.truth_grid)
     result.seconds["model counterfactuals vs truth"] = time.perf_counter() - t
     t = time.perf_counter()
     release = _release(result, config)
     result.seconds["plan, generate, finalize"] = time.perf_counter() - t
     t = time.perf_counter()
-    soundness = _evaluate(result, config)
+    soundness = _evaluate(result, config, phantom_config, on_image)
     result.seconds["oracles, soundness report"] = time.perf_counter() - t
     t = time.perf_counter()
     subset = _bias_subset(result, config)
@@ -223,12 +224,17 @@ def run_demo(
     return result
 
 
-def _evaluate(result: DemoResult, config: DemoConfig) -> str:
+def _evaluate(result: DemoResult, config: DemoConfig, phantom_config: PhantomConfig, on_image) -> str:
     """The soundness report of the demo release, with the shipped pseudo-oracles (or, when the demo trained
-    the model, oracles trained on the same training data) and privacy against the training subjects."""
+    the model, oracles trained on subjects of their own seed, which the model never saw) and privacy against
+    the training subjects."""
     if config.train:
         oracle_config = OracleConfig(covariates=DEMO_ORACLES, epochs=config.oracle_epochs)
-        oracles = train_oracles(oracle_config, result.train_cache, result.out / "oracles")
+        seed = config.seed + 2
+        data = _phantom_cache(
+            result.out / "oracle-data", config.oracle_n, seed, config, phantom_config, on_image
+        )
+        oracles = train_oracles(oracle_config, data, result.out / "oracles")
         origin = f"trained by this demo -> `{result.out / 'oracles'}`"
     else:
         oracles = Oracles.load(pretrained_path("oracles-phantom-64"))
@@ -245,8 +251,9 @@ def _evaluate(result: DemoResult, config: DemoConfig) -> str:
         "",
         "## Soundness of the demo release",
         "",
-        f"Pseudo-oracles ({origin}; trained on {oracles.report['train_images']} decorrelated images of the "
-        f"model's training subjects; held-out: {scores}).",
+        f"Pseudo-oracles ({origin}; trained on {oracles.report['train_images']} decorrelated images of "
+        f"subjects the model never saw; held-out: {scores}). Independence from the generator: "
+        f"{_independence(evaluation.metrics['oracle_independence'])}.",
         f"Report -> `{result.evaluation / 'report.html'}` (numbers: `metrics.json`): effectiveness, "
         "amplification, phantom truth, realism, privacy, composition and reversibility, per intervention "
         "and subgroup.",
@@ -261,6 +268,12 @@ def _evaluate(result: DemoResult, config: DemoConfig) -> str:
         lines.append(f"Against the exact counterfactuals ({len(cf)}): mean |generated - truth| {model:.4f}, "
                      f"unchanged image {unchanged:.4f}.")  # fmt: skip
     return "\n".join([*lines, ""])
+
+
+def _independence(record: dict) -> str:
+    if "note" in record:
+        return record["note"]
+    return "checked, no shared weights or subjects" + "".join(f"; {flag}" for flag in record["flags"])
 
 
 def _headline(metrics: dict) -> str:
@@ -294,7 +307,7 @@ def _make_release(result: DemoResult, config: DemoConfig, spec: dict, plan_stem:
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     plan = make_plan(read_index(result.index), load_plan_spec(spec_path))
     write_plan(plan, plan_stem.with_suffix(".parquet"), result.index)
-    engine = EngineConfig(steps=config.cf_steps, batch_size=8)
+    engine = _engine(result, config)
     shutil.rmtree(out, ignore_errors=True)  # regenerated, never mixed with an older model's shards
     generate(plan_stem.with_suffix(".parquet"), result.model, out, GenerateConfig(engine=engine))
     return plan, finalize(out)
@@ -387,32 +400,49 @@ def _f(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _engine(result: DemoResult, config: DemoConfig) -> EngineConfig:
+    return EngineConfig.recommended(result.model, steps=config.cf_steps, batch_size=8)
+
+
 def _training_cache(result: DemoResult, config: DemoConfig, phantom_config: PhantomConfig, on_image, n: int):
     """Render the first ``n`` subjects of seed + 1 at 64x64 (disjoint from the demo's subjects; the shipped
-    model was trained on the first 3,000 of seed 1) and preprocess them; returns the cache."""
-    base = result.out / f"train-data-{n}"
+    model was trained on the first 32,000 of seed 1) and preprocess them; returns the cache."""
+    return _phantom_cache(
+        result.out / f"train-data-{n}", n, config.seed + 1, config, phantom_config, on_image
+    )
+
+
+def _phantom_cache(base: Path, n: int, seed: int, config: DemoConfig, phantom_config, on_image) -> Path:
+    """Render ``n`` phantom subjects of ``seed`` at 64x64 into ``base`` and preprocess them; the cache."""
     workers = config.workers or usable_cpus()
-    write_source(base / "phantom", n=n, size=64, seed=config.seed + 1, workers=workers,
-                 config=phantom_config, on_image=on_image)  # fmt: skip
+    write_source(
+        base / "phantom", n=n, size=64, seed=seed, workers=workers, config=phantom_config, on_image=on_image
+    )
     ingest("phantom", base / "phantom", base / "index")
     preprocess(base / "index", base / "cache-64", PreprocessConfig(size=64, workers=workers))
     return base / "cache-64"
 
 
 def _truth_section(result: DemoResult, comparison, config: DemoConfig) -> str:
-    table = comparison.table.set_index("intervention")[["mae_model", "mae_unchanged", "captured"]]
+    columns = ["n", "captured", "captured_ceiling", "cosine", "cosine_ceiling", "magnitude"]
+    table = comparison.table.set_index("intervention")[columns]
     origin = "retrained by this demo" if config.train else "shipped with the package"
+    engine = _engine(result, config)
     lines = [
         "",
         "## Model counterfactuals vs the phantom's exact counterfactuals",
         "",
-        f"Model: `{result.model}` ({origin}); {config.truth_subjects} held-out subjects, "
-        f"{config.cf_steps} steps, {EngineConfig().abduction} abduction (exact null reconstruction). "
-        "The image model gets the true counterfactual covariates.",
+        f"Model: `{result.model}` ({origin}); {config.truth_subjects} held-out subjects; engine: "
+        f"{engine.abduction} abduction, {engine.steps} steps (skip {engine.skip:g}), guidance "
+        f"{engine.guidance:g} {dict(engine.group_guidance)} away from the {engine.guide} condition, "
+        f"{'masked local edits' if engine.mask else 'no masks'}. The image model gets the true "
+        "counterfactual covariates.",
         f"Grid (per subject: truth above, model below) -> `{result.truth_grid}`",
         "",
-        "mae_model = mean |model - truth|, mae_unchanged = mean |factual - truth| (doing nothing), "
-        "captured = 1 - mae_model / mae_unchanged (intensities in [0, 1]).",
+        "captured = 1 - mean |model - truth| / mean |factual - truth| (1 exact, 0 doing nothing); cosine "
+        "between the model's edit and the true edit; magnitude = |model edit| / |true edit|. The ceilings "
+        "are what the factual image lets any model reach: where a finding appears and how severe it is are "
+        "not in the factual image (docs/evaluation.md).",
         "",
         *_markdown_table(table.round(4)),
         "",

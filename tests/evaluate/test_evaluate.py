@@ -77,30 +77,19 @@ def test_summaries_and_bootstrap_intervals():
 def _phantom_generators(samples):
     """Images of three generators for the release's rows: the phantom's exact counterfactuals (perfect),
     the factual image (identity) and the exact counterfactual with the sex flipped as well (amplifying)."""
-    from synthfair.evaluate.release_truth import _phantom
+    from synthfair.phantom.engine import PhantomEngine, PhantomEngineConfig
 
-    phantoms, out = {}, {"perfect": [], "identity": [], "amplifying": []}
+    generation = samples.records[0]["generation"]
+    engine = PhantomEngine(PhantomEngineConfig(size=generation["size"]), generation["fit"])
+    out = {"perfect": [], "identity": [], "amplifying": []}
     for i, record in enumerate(samples.records):
-        noise, f = record["phantom"], samples.factual_of(i)
-        phantom = _phantom(phantoms, noise)
-        subject = phantom.subject(noise["seed"], noise["index"])
-        other = {"sex": "male" if record["covariates"]["sex"] == "female" else "female"}
-        exact = _render(phantom, subject, record["intervention"], noise["size"], record["generation"])
+        noise, do = record["phantom"], record["intervention"]
+        exact = engine.counterfactual(noise, do).image
         out["perfect"].append(exact)
-        out["identity"].append(samples.images[f])
-        both = {**record["intervention"], **other}
-        out["amplifying"].append(
-            exact if "sex" in record["intervention"]
-            else _render(phantom, subject, both, noise["size"], record["generation"])
-        )  # fmt: skip
+        out["identity"].append(samples.images[samples.factual_of(i)])
+        flipped = {**do, "sex": "male" if record["covariates"]["sex"] == "female" else "female"}
+        out["amplifying"].append(exact if "sex" in do else engine.counterfactual(noise, flipped).image)
     return {name: np.stack(images) for name, images in out.items()}
-
-
-def _render(phantom, subject, do, source_size, generation):
-    from synthfair.preprocess import fit_image
-
-    rendered = phantom.counterfactual(subject, do, size=source_size).image / 65535.0
-    return fit_image(rendered, generation["size"], generation["fit"]).astype(np.float32)
 
 
 def test_phantom_truth_scores_an_exact_generator_perfectly_and_tells_bad_ones_apart(release, oracles):

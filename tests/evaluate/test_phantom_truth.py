@@ -39,3 +39,8 @@ def test_scores_of_the_truth_of_doing_nothing_and_the_ceiling(procedural_phantom
     assert perfect.loc["view=LATERAL", "captured_ceiling"] == 1.0
     assert perfect.loc["+consolidation", "captured_ceiling"] < 0.95
     assert perfect.loc["+consolidation", "cosine_ceiling"] < 0.999
+    assert perfect.loc["view=LATERAL", "captured_draw"] == 1.0  # an exact sampler is exact when identified
+    assert (
+        perfect.loc["+consolidation", "captured_draw"]
+        <= perfect.loc["+consolidation", "captured_ceiling"] + 0.05
+    )

@@ -21,6 +21,8 @@ from synthfair.errors import ConfigError
 from synthfair.generate.plan import read_plan
 from synthfair.generate.runner import GenerateConfig, process_shards, shard_count, task_shards
 from synthfair.generate.runner import generate as generate_release
+from synthfair.phantom.engine import NAME as PHANTOM
+from synthfair.phantom.engine import PhantomEngineConfig
 
 
 def generate(
@@ -30,6 +32,12 @@ def generate(
         typer.Option(help="A run directory (runs/NAME), a model directory or a shipped model (phantom-64)."),
     ],
     out: Annotated[Path, typer.Option(help="The release directory (re-running resumes).")],
+    engine: Annotated[
+        str, typer.Option(help="model (the image model at --checkpoint) or phantom (exact counterfactuals).")
+    ] = "model",
+    size: Annotated[
+        int, typer.Option(help="Image size of a phantom-engine release (a model has its own).")
+    ] = 64,
     shards: Annotated[str | None, typer.Option(help="A shard range A:B (B excluded); default: all.")] = None,
     task_index: Annotated[
         int | None, typer.Option(help="Array task index (default SLURM_ARRAY_TASK_ID).")
@@ -56,10 +64,8 @@ def generate(
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes join a gloo group, as in training
     table, _ = read_plan(plan)
     wanted = _wanted(shards, task_index, num_tasks, shard_count(table))
-    engine = EngineConfig.recommended(
-        checkpoint, steps=steps, guidance=guidance, abduction=abduction, batch_size=batch_size
-    )
-    config = GenerateConfig(engine=engine, fit=fit, encode_workers=encode_workers)
+    settings = _engine(engine, checkpoint, size, steps, guidance, abduction, batch_size)
+    config = GenerateConfig(engine=settings, fit=fit, encode_workers=encode_workers)
     mine = process_shards(wanted, state.process_index, state.num_processes)
     rows = pc.sum(pc.is_in(table["shard"], pa.array(mine, pa.int32()))).as_py() or 0
     label = (
@@ -75,6 +81,24 @@ def generate(
     )
     if state.is_main_process:
         typer.echo(f"release: {out.resolve()} (when every shard is done: synthfair finalize {out})")
+
+
+def _engine(engine, checkpoint, size, steps, guidance, abduction, batch_size):
+    if engine == PHANTOM:
+        if checkpoint is not None:
+            raise ConfigError(
+                "--engine phantom renders exact counterfactuals: it takes no --checkpoint",
+                "leave out --checkpoint",
+            )
+        return PhantomEngineConfig(size=size, batch_size=batch_size)
+    if engine != "model":
+        raise ConfigError(
+            f"--engine {engine!r} is not model or phantom", "use --engine model or --engine phantom"
+        )
+    if checkpoint is None:
+        raise ConfigError("--engine model needs --checkpoint", "pass --checkpoint runs/NAME or phantom-64")
+    options = {"steps": steps, "guidance": guidance, "abduction": abduction, "batch_size": batch_size}
+    return EngineConfig.recommended(checkpoint, **options)
 
 
 def _wanted(shards: str | None, task_index: int | None, num_tasks: int | None, n_shards: int) -> list[int]:

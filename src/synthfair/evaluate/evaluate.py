@@ -76,6 +76,12 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     samples = read_release(release)
     oracles = oracles if isinstance(oracles, Oracles) else Oracles.load(oracles)
+    generator = json.loads((Path(release) / "release.json").read_text()).get("generator")
+    if checkpoint is not None and generator == "phantom":
+        raise ConfigError(
+            f"{release} holds the phantom's exact counterfactuals: no generator to check with --checkpoint",
+            "evaluate it without --checkpoint",
+        )
     independence = (  # before any work: oracles that trained or guided the generator are refused
         check_independence(oracles, resolve_model(checkpoint)).as_dict()
         if checkpoint is not None

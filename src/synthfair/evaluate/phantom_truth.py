@@ -18,8 +18,9 @@ Per intervention, with intensities in [0, 1]:
   (`Phantom.unidentified_traits`). No model can know it, so the exact counterfactual is one draw of a
   distribution. The ceiling re-renders ``draws`` counterfactuals with those traits drawn anew; their
   per-pixel median is the best any model can answer under absolute error (``captured_ceiling``) and their
-  mean edit the best direction on average (``cosine_ceiling``). Both are 1 where the factual identifies the
-  counterfactual.
+  mean edit the best direction on average (``cosine_ceiling``); a single draw is what a perfect
+  *sampler* answers (``captured_draw``: the mean over draws). All three are 1 where the factual identifies
+  the counterfactual.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class ExactCounterfactuals:
     changes: list[list[dict[str, Any]]]  # per subject and column: the covariates the phantom changed
     median: np.ndarray | None = None  # (S, I, H, W) posterior median over unidentified traits (draws > 0)
     mean: np.ndarray | None = None  # (S, I, H, W) posterior mean
+    draw_mae: np.ndarray | None = None  # (S, I) mean |draw - truth| over the posterior draws
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,6 +91,7 @@ def exact_counterfactuals(
     factual = np.stack([phantom.render(s, size=size) / 65535.0 for s in subjects]).astype(np.float32)
     truth = np.zeros((len(subjects), len(columns), size, size), np.float32)
     median, mean = (truth.copy(), truth.copy()) if draws else (None, None)
+    draw_mae = np.zeros(truth.shape[:2], np.float32) if draws else None
     rng = np.random.default_rng(seed)
     covariates, changes = [], []
     for a, subject in enumerate(subjects):
@@ -106,8 +109,9 @@ def exact_counterfactuals(
                     else truth[a, b][None]
                 )
                 median[a, b], mean[a, b] = np.median(renders, axis=0), renders.mean(axis=0)
+                draw_mae[a, b] = np.abs(renders - truth[a, b]).mean()
     labels = tuple(label for label, _ in columns)
-    return ExactCounterfactuals(labels, factual, truth, covariates, changes, median, mean)
+    return ExactCounterfactuals(labels, factual, truth, covariates, changes, median, mean, draw_mae)
 
 
 def model_counterfactuals(engine: CounterfactualEngine, exact: ExactCounterfactuals) -> np.ndarray:
@@ -131,16 +135,22 @@ def score(exact: ExactCounterfactuals, model: np.ndarray) -> pd.DataFrame:
         mae_model = float(np.abs(model[:, b] - truth).mean())
         mae_unchanged = float(np.abs(true_edit).mean())
         changed = np.abs(true_edit).reshape(len(truth), -1).max(axis=1) > 0
-        row = {"intervention": label, "n": int(changed.sum()), "mae_model": mae_model,
-               "mae_unchanged": mae_unchanged, "captured": _captured(mae_model, mae_unchanged),
-               "cosine": _cosine(edit[changed], true_edit[changed]),
-               "magnitude": _magnitude(edit[changed], true_edit[changed])}  # fmt: skip
+        row = {
+            "intervention": label,
+            "n": int(changed.sum()),
+            "mae_model": mae_model,
+            "mae_unchanged": mae_unchanged,
+            "captured": _captured(mae_model, mae_unchanged),
+            "cosine": _cosine(edit[changed], true_edit[changed]),
+            "magnitude": _magnitude(edit[changed], true_edit[changed]),
+        }
         if exact.median is not None:
             best = float(np.abs(exact.median[:, b] - truth).mean())
             row["captured_ceiling"] = _captured(best, mae_unchanged)
-            row["cosine_ceiling"] = _cosine(
-                exact.mean[:, b][changed] - exact.factual[changed], true_edit[changed]
-            )
+            mean_edit = exact.mean[:, b] - exact.factual
+            row["cosine_ceiling"] = _cosine(mean_edit[changed], true_edit[changed])
+        if exact.draw_mae is not None:
+            row["captured_draw"] = _captured(float(exact.draw_mae[:, b].mean()), mae_unchanged)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -15,23 +15,18 @@ sqrt(|g|^2 - <z, g>^2 / |z|^2), the part of the generated change orthogonal to t
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-from synthfair.config import dataclass_from_dict
 from synthfair.errors import SynthfairError
 from synthfair.evaluate.oracles import Oracles
 from synthfair.evaluate.samples import ReleaseSamples
-from synthfair.phantom.simulator import Phantom, PhantomConfig
-from synthfair.preprocess import fit_image
+from synthfair.phantom.engine import PhantomEngine, PhantomEngineConfig, SubjectMismatch
 
 
 def phantom_truth(samples: ReleaseSamples, oracles: Oracles | None = None) -> pd.DataFrame:
     """One row per phantom counterfactual (and reconstruction) of the release; empty if there are none."""
-    phantoms: dict[str, Phantom] = {}
+    engines: dict[tuple[int, str], PhantomEngine] = {}  # one per (size, fit): a release has one
     rows, truths, generated, factual_rows = [], [], [], []
     skipped: dict[str, int] = {}
     for i, record in enumerate(samples.records):
@@ -39,22 +34,15 @@ def phantom_truth(samples: ReleaseSamples, oracles: Oracles | None = None) -> pd
         f = samples.factual_of(i)
         if not noise or record["kind"] == "factual" or f is None:
             continue
-        phantom = _phantom(phantoms, noise)
-        subject = phantom.subject(noise["seed"], noise["index"])
-        if subject.noise_seed != noise["noise_seed"]:
-            raise SynthfairError(
-                f"sample {record['key']}: the phantom re-creates subject ({noise['seed']}, {noise['index']}) "
-                f"with "
-                f"noise seed {subject.noise_seed}, the release recorded {noise['noise_seed']}",
-                "evaluate with the synthfair version that generated the release (see its manifest.json)",
-            )
-        size = record["generation"]["size"]
+        size, fit = record["generation"]["size"], record["generation"]["fit"]
+        exact = engines.setdefault((size, fit), PhantomEngine(PhantomEngineConfig(size=size), fit))
         try:
-            rendered = phantom.counterfactual(subject, record["intervention"], size=noise.get("size") or size)
+            truth = exact.counterfactual(noise, record["intervention"]).image
+        except SubjectMismatch as err:
+            raise SubjectMismatch(f"sample {record['key']}: {err.message}", err.hint) from None
         except SynthfairError as err:  # e.g. a device the phantom has no profile for: no truth to compare
             skipped[err.message] = skipped.get(err.message, 0) + 1
             continue
-        truth = fit_image(rendered.image / 65535.0, size, record["generation"]["fit"]).astype(np.float32)
         image, factual = samples.images[i], samples.images[f]
         unchanged = float(np.abs(factual - truth).mean())
         mae = float(np.abs(image - truth).mean())
@@ -81,14 +69,6 @@ def phantom_truth(samples: ReleaseSamples, oracles: Oracles | None = None) -> pd
             np.sqrt((g * g).sum(1)),
         )
     return table
-
-
-def _phantom(cache: dict[str, Phantom], noise: dict[str, Any]) -> Phantom:
-    key = json.dumps(noise.get("config"), sort_keys=True)
-    if key not in cache:
-        config = {k: v for k, v in (noise.get("config") or {}).items() if v is not None}
-        cache[key] = Phantom(dataclass_from_dict(PhantomConfig, config, where="the sample's phantom config"))
-    return cache[key]
 
 
 def _prediction_vectors(oracles: Oracles, images: np.ndarray) -> np.ndarray:

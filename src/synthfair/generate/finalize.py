@@ -62,6 +62,7 @@ def finalize(
     manifest = {
         "schema": layout.RELEASE_SCHEMA,
         "dataset_version": dataset_version,
+        "generator": request.get("generator", "model"),  # "model", or "phantom": its exact counterfactuals
         "checkpoint_sha256": request["checkpoint_sha256"],
         "model_config_sha256": request["model_config_sha256"],
         "config": {k: request[k] for k in ("engine", "fit", "size", "scm")},
@@ -113,13 +114,22 @@ def shard_index(shards: list[dict[str, Any]]) -> dict[str, Any]:
     return {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": "synthfair", "shardlist": shardlist}
 
 
+def _generator(manifest: dict) -> str:
+    if manifest.get("generator") == "phantom":
+        return (
+            "counterfactuals: the phantom's **exact** counterfactuals (each subject re-rendered under the "
+            "do-intervention, no image model)"
+        )
+    return f"image-model weights sha256 `{manifest['checkpoint_sha256']}`"
+
+
 def render_card(manifest: dict, stats: list[dict], samples: pd.DataFrame, taxonomy: Taxonomy) -> str:
     """The dataset card template with its tokens and numbers section filled from the release."""
     template = resources.files("synthfair.generate").joinpath("card_template.md").read_text()
     tokens = {
         "{size_category}": size_category(manifest["nsamples"]),
         "{dataset_version}": manifest["dataset_version"],
-        "{checkpoint_sha256}": manifest["checkpoint_sha256"],
+        "{generator}": _generator(manifest),
         "{taxonomy_sha256}": manifest["taxonomy_sha256"],
         "{synthfair_version}": manifest["synthfair_version"],
     }

@@ -41,6 +41,8 @@ from synthfair.fileio import atomic_write, file_digests, sha256_file, write_json
 from synthfair.generate import layout
 from synthfair.generate.plan import read_plan
 from synthfair.model.diffusion import MODEL_FILE, resolve_model
+from synthfair.phantom.engine import NAME as PHANTOM
+from synthfair.phantom.engine import PhantomEngine, PhantomEngineConfig
 from synthfair.preprocess import FITS, encode_png16, fit_image
 from synthfair.sources.readers import ImageReadError, read_image
 from synthfair.taxonomy import Taxonomy, load_taxonomy
@@ -50,7 +52,9 @@ WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    engine: EngineConfig | None = None  # None: the settings the model recommends (`EngineConfig.recommended`)
+    # the model's engine settings (None: those the model recommends, `EngineConfig.recommended`), or
+    # `PhantomEngineConfig`: the phantom's exact counterfactuals, no model
+    engine: EngineConfig | PhantomEngineConfig | None = None
     fit: str = "crop"  # how factual images are fitted to the model's size (see synthfair.preprocess)
     encode_workers: int = 2  # PNG-encoding threads beside the model
 
@@ -96,7 +100,7 @@ def process_shards(shards: Sequence[int], process_index: int, num_processes: int
 
 def generate(
     plan: str | Path,
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     out: str | Path,
     config: GenerateConfig | None = None,
     shards: Sequence[int] | None = None,
@@ -106,7 +110,9 @@ def generate(
     on_sample: Callable[[int], None] | None = None,
     taxonomy: Taxonomy | None = None,
 ) -> GenerateResult:
-    """Write this process's share of ``shards`` (default: all of the plan's) to the release ``out``."""
+    """Write this process's share of ``shards`` (default: all of the plan's) to the release ``out``, with
+    the model at ``checkpoint``, or with the phantom's exact counterfactuals (``checkpoint`` None and
+    ``config.engine`` a `PhantomEngineConfig`)."""
     start = time.time()
     config = config or GenerateConfig()
     taxonomy = taxonomy or load_taxonomy()
@@ -118,13 +124,9 @@ def generate(
         raise ConfigError(f"shards {outside[:5]} are not in the plan (0..{n_shards - 1})", "check --shards")
     out = Path(out)
     (out / "shards").mkdir(parents=True, exist_ok=True)
-    model_dir = resolve_model(checkpoint)
-    if config.engine is None:
-        config = replace(config, engine=EngineConfig.recommended(model_dir))
-    engine = CounterfactualEngine.load(model_dir, config.engine, taxonomy)
-    if device is not None:
-        engine.to(device)
-    request = _request(plan, model_dir, config, engine, n_shards, taxonomy)
+    engine = _engine(checkpoint, config, taxonomy, device)
+    config = replace(config, engine=engine.config)  # the settings used, recommended ones resolved
+    request = _request(plan, checkpoint, config, engine, n_shards, taxonomy)
     _claim(out, request, plan)
     mine = process_shards(wanted, process_index, num_processes)
     tick = on_sample or (lambda n: None)
@@ -142,23 +144,48 @@ def generate(
     )
 
 
+def _engine(checkpoint, config: GenerateConfig, taxonomy: Taxonomy, device: str | None):
+    """The model's counterfactual engine, or the phantom's exact one."""
+    if isinstance(config.engine, PhantomEngineConfig):
+        if checkpoint is not None:
+            raise ConfigError(
+                "the phantom engine renders exact counterfactuals: it takes no checkpoint",
+                "leave out --checkpoint, or generate with the model's engine",
+            )
+        return PhantomEngine(config.engine, config.fit)
+    if checkpoint is None:
+        raise ConfigError(
+            "no checkpoint: the model engine needs an image model", "pass --checkpoint runs/NAME"
+        )
+    model_dir = resolve_model(checkpoint)
+    engine = CounterfactualEngine.load(
+        model_dir, config.engine or EngineConfig.recommended(model_dir), taxonomy
+    )
+    return engine.to(device) if device is not None else engine
+
+
 # -- the request --------------------------------------------------------------------------------------------
-def _request(plan, model_dir: Path, config, engine, n_shards: int, taxonomy: Taxonomy) -> dict[str, Any]:
-    weights = model_dir / WEIGHTS
-    if not weights.is_file():
-        raise SynthfairError(f"no weights at {weights}", "pass a model written by `synthfair train`")
+def _request(plan, checkpoint, config, engine, n_shards: int, taxonomy: Taxonomy) -> dict[str, Any]:
+    exact = isinstance(engine, PhantomEngine)
+    model_dir = None if exact else resolve_model(checkpoint)
+    if model_dir is not None and not (model_dir / WEIGHTS).is_file():
+        raise SynthfairError(
+            f"no weights at {model_dir / WEIGHTS}", "pass a model written by `synthfair train`"
+        )
+    device_type = "cpu" if exact else engine.device.type
     return {
         "schema": layout.RELEASE_SCHEMA,
         "plan_sha256": sha256_file(plan),
-        "checkpoint_sha256": sha256_file(weights),
-        "model_config_sha256": sha256_file(model_dir / MODEL_FILE),
+        "generator": PHANTOM if exact else "model",
+        "checkpoint_sha256": None if exact else sha256_file(model_dir / WEIGHTS),
+        "model_config_sha256": None if exact else sha256_file(model_dir / MODEL_FILE),
         "engine": config_to_dict(config.engine),
         "fit": config.fit,
         "size": engine.size,
-        "scm": engine.scm is not None,
+        "scm": exact or engine.scm is not None,  # the phantom propagates through its own SCM
         # CPU kernels sum in a thread-count-dependent order: the same bytes need the same thread count
-        "device_type": engine.device.type,
-        "torch_threads": torch.get_num_threads() if engine.device.type == "cpu" else None,
+        "device_type": device_type,
+        "torch_threads": torch.get_num_threads() if device_type == "cpu" else None,
         "shards": n_shards,
         "taxonomy_sha256": taxonomy.sha256,
         "synthfair_version": synthfair.__version__,
@@ -211,7 +238,12 @@ def _write_shard(out, shard, rows, engine, config, request, pool, tick) -> dict[
     for start in range(0, len(model_rows), config.engine.batch_size):
         batch = model_rows[start : start + config.engine.batch_size]
         for row, result in zip(batch, _run_model(batch, images, engine), strict=True):
-            encoded[row["key"]] = pool.submit(_encode, *_sample(row, images[row["family"]], result, request))
+            if isinstance(result, SynthfairError):
+                statuses[row["key"]] = _status(row["key"], "failed", result.message)
+            else:
+                encoded[row["key"]] = pool.submit(
+                    _encode, *_sample(row, images[row["family"]], result, request)
+                )
         tick(len(batch))
     tar = layout.tar_path(out, shard)
 
@@ -276,8 +308,12 @@ def _factual_images(rows, size: int, fit: str) -> tuple[dict[str, np.ndarray], d
     return images, errors
 
 
-def _run_model(batch, images, engine: CounterfactualEngine) -> list[Any]:
-    """The engine's counterfactuals of a batch of plan rows (reconstruction and counterfactual kinds)."""
+def _run_model(batch, images, engine: CounterfactualEngine | PhantomEngine) -> list[Any]:
+    """The engine's counterfactuals of a batch of plan rows (reconstruction and counterfactual kinds); the
+    exact engine gives an error instead for a row it cannot render."""
+    if isinstance(engine, PhantomEngine):
+        noises = [json.loads(r["phantom"]) if r["phantom"] else None for r in batch]
+        return engine(noises, [json.loads(r["intervention"]) for r in batch])
     return engine(
         [images[r["family"]] for r in batch],
         [json.loads(r["factual"]) for r in batch],
@@ -304,8 +340,15 @@ def _sample(row, factual_image: np.ndarray, result, request) -> tuple[np.ndarray
         "model": {
             "checkpoint_sha256": request["checkpoint_sha256"],
             "config_sha256": request["model_config_sha256"],
-        },  # fmt: skip
-        "generation": {"size": request["size"], "fit": request["fit"], **request["engine"]},
+        }
+        if request["generator"] == "model"
+        else None,
+        "generation": {
+            "generator": request["generator"],
+            "size": request["size"],
+            "fit": request["fit"],
+            **request["engine"],
+        },
     }
     if row["phantom"]:
         record["phantom"] = json.loads(row["phantom"])
