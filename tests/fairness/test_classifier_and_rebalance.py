@@ -49,3 +49,38 @@ def test_every_method_spends_the_same_budget(train_rows, trained_run):
     assert 0 <= info["generated_positive_rate"] <= 1
     with pytest.raises(SynthfairError, match="needs the generator"):
         training_set("generate", rows, images, spec, "findings.cardiomegaly", 0)
+
+
+def test_methods_train_on_equal_samples_per_epoch_and_generated_labels_carry_the_groups_noise(train_rows):
+    rows, images = train_rows
+    rows = rows.copy()
+    minority = rows["sex"].value_counts().idxmin()
+    rows["target_true"] = rows["target"]
+    negatives = rows.index[(rows["sex"] == minority) & (rows["target_true"] == 0)]
+    rows.loc[negatives[: len(negatives) // 2], "target"] = 1  # half the minority's negatives mislabelled
+    spec = RebalanceSpec(attribute="sex", minority=minority, budget=len(rows))
+    per_epoch = {
+        method: training_set(method, rows, images, spec, "findings.cardiomegaly", 0)[3]["samples_per_epoch"]
+        for method in ("none", "reweight", "oversample", "exact")
+    }
+    assert set(per_epoch.values()) == {2 * len(rows)}
+    x, y, _, info = training_set("exact", rows, images, spec, "findings.cardiomegaly", 0)
+    assert len(x) == 2 * len(rows) and x.shape[1:] == (16, 16)
+    noise = info["generated_label_flips"]["negative_to_positive"]
+    truth_negative = round(len(rows) * (1 - info["generated_positive_rate"]))
+    assert noise["rate"] == pytest.approx((len(negatives) // 2) / len(negatives), abs=1e-6)
+    assert noise["flipped"] == round(noise["rate"] * truth_negative)
+    assert info["generated_label_flips"]["positive_to_negative"] == {"rate": 0.0, "flipped": 0}
+    generated = y[len(rows) :]
+    assert int(generated.sum()) == round(info["generated_positive_rate"] * len(rows)) + noise["flipped"]
+
+
+def test_an_epoch_draws_the_asked_number_of_samples():
+    import torch
+
+    from synthfair.fairness.classifier import _epoch_order
+
+    order = _epoch_order(5, 12, torch.Generator().manual_seed(0))
+    assert len(order) == 12 and set(order[:5].tolist()) == set(range(5)) == set(order[5:10].tolist())
+    same = _epoch_order(5, 5, torch.Generator().manual_seed(0))
+    assert torch.equal(same, torch.randperm(5, generator=torch.Generator().manual_seed(0)))

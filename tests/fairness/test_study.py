@@ -71,7 +71,11 @@ def test_rebalancing_methods_each_train_a_classifier(finalized_release, trained_
     study = {**STUDY, "base": base, "grid": {}, "baseline": False, "rebalance": rebalance}
     spec = dataclass_from_dict(StudySpec, study)
     result = run_study(spec, finalized_release, tmp_path / "study", checkpoint=trained_run)
-    assert [r["variant"] for r in result.results] == ["biased", "rebalance:reweight", "rebalance:generate"]
+    variants = ["biased", "rebalance:none", "rebalance:reweight", "rebalance:generate"]
+    assert [r["variant"] for r in result.results] == variants
+    assert {r["rebalance"]["samples_per_epoch"] for r in result.results[1:]} == {
+        result.results[1]["rebalance"]["samples_per_epoch"]
+    }
     generated = result.results[-1]["rebalance"]
     assert generated["method"] == "generate" and generated["budget"] >= 1
     assert "Rebalancing the under-represented group" in (tmp_path / "study" / "report.html").read_text()

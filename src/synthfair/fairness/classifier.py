@@ -57,9 +57,16 @@ class Classifier:
 
 
 def train_classifier(
-    images: np.ndarray, labels: np.ndarray, config: ClassifierConfig, weights: np.ndarray | None = None
+    images: np.ndarray,
+    labels: np.ndarray,
+    config: ClassifierConfig,
+    weights: np.ndarray | None = None,
+    samples_per_epoch: int | None = None,
 ) -> Classifier:
-    """Fit the classifier on images (N, H, W) and 0/1 labels, optionally with per-sample loss weights."""
+    """Fit the classifier on images (N, H, W) and 0/1 labels, optionally with per-sample loss weights.
+
+    ``samples_per_epoch`` (default N) fixes how many samples an epoch draws (seeded permutations, cycled),
+    so that training sets of different sizes get the same number of optimizer steps."""
     labels = np.asarray(labels, np.float32)
     if len(images) < 2 or len(np.unique(labels)) < 2:
         raise SynthfairError(
@@ -74,11 +81,12 @@ def train_classifier(
     generator = torch.Generator().manual_seed(config.seed)
     x_all = torch.from_numpy(np.asarray(images, np.float32))[:, None]
     y_all, w_all = torch.from_numpy(labels), torch.from_numpy(weights / weights.mean())
-    steps = config.epochs * math.ceil(len(images) / config.batch_size)
+    per_epoch = samples_per_epoch or len(images)
+    steps = config.epochs * math.ceil(per_epoch / config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.learning_rate, total_steps=steps)
     net.train()
     for _ in range(config.epochs):
-        for idx in torch.randperm(len(images), generator=generator).split(config.batch_size):
+        for idx in _epoch_order(len(images), per_epoch, generator).split(config.batch_size):
             if len(idx) < 2:  # batch norm needs two samples
                 scheduler.step()
                 continue
@@ -90,3 +98,9 @@ def train_classifier(
             scheduler.step()
     recalibrate_batch_norm(net, x_all, config.batch_size)
     return Classifier(net, config)
+
+
+def _epoch_order(n: int, per_epoch: int, generator: torch.Generator) -> torch.Tensor:
+    """``per_epoch`` indices of ``n`` samples: seeded permutations, one after the other."""
+    rounds = math.ceil(per_epoch / n)
+    return torch.cat([torch.randperm(n, generator=generator) for _ in range(rounds)])[:per_epoch]

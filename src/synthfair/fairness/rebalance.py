@@ -11,10 +11,17 @@ reweighting or oversampling, with the same budget.
 - ``generate``: ``budget`` majority training images turned into minority members by the causal model:
   do(attribute = minority) through the counterfactual engine; the label is the counterfactual's target
   (the attribute SCM propagates the intervention to findings that depend on it).
+- ``exact``: the same members rendered by the phantom's exact counterfactual engine (phantom releases):
+  what generation would give with a perfect image model, side by side with ``generate``.
 
-Generated members carry the counterfactual's labels, free of the spec's label noise: under annotation bias
-in the minority group, generation also dilutes that noise. Oversampling and generation train on
-``budget`` more samples (more optimizer steps per epoch) than none and reweighting.
+The comparison is kept fair:
+
+- every method trains on the same number of samples per epoch, ``len(rows) + budget``
+  (``info["samples_per_epoch"]``, passed to `train_classifier`): none and reweighting cycle through their
+  rows, oversampling and generation add ``budget`` members;
+- generated members get the label noise of the minority's own training rows: their true labels are
+  flipped at the rates measured there (positive to negative and back), by a seeded exact draw, so
+  generation does not win by carrying cleaner labels.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import pandas as pd
 
 from synthfair.errors import ConfigError, SynthfairError
 
-METHODS = ("none", "reweight", "oversample", "generate")
+METHODS = ("none", "reweight", "oversample", "generate", "exact")
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ def training_set(
         "budget": budget,
         "minority": int(minority.sum()),
         "majority": int((~minority).sum()),
+        "samples_per_epoch": len(rows) + budget,
     }
     weights = np.ones(len(rows), np.float32)
     order = np.random.default_rng(seed)
@@ -91,23 +99,59 @@ def training_set(
             np.ones(len(y) + budget, np.float32),
             info,
         )
-    if engine is None:
-        raise SynthfairError(
-            "rebalancing by generation needs the generator", "pass --checkpoint to the study"
-        )
     pick = np.resize(order.permutation(np.flatnonzero(~minority)), budget)
-    keys = rows["key"].to_numpy()[pick]
-    seeds = [int(seed * 1_000_003 + i) for i in range(budget)]
-    made = engine([images[k][0] for k in keys], [images[k][1]["covariates"] for k in keys],
-                  [{spec.attribute: spec.minority}] * budget, seeds)  # fmt: skip
-    head, _, label = target.partition(".")
-    labels = np.array([float(cf.covariates[head][label] if label else cf.covariates[head]) for cf in made])
-    info["generated_positive_rate"] = float(labels.mean())
-    info["generated_labels"] = "counterfactual covariates (no label noise)"
-    new = np.stack([cf.image for cf in made]).astype(np.float32)
+    new, truth = _generated(method, rows["key"].to_numpy()[pick], images, spec, target, seed, engine)
+    labels, flips = _noisy(truth, rows[minority], np.random.default_rng([seed, 1]))
+    info |= {"generated_positive_rate": float(truth.mean()), "generated_label_flips": flips}
     return (
         np.concatenate([x, new]),
-        np.concatenate([y, labels.astype(np.float32)]),
+        np.concatenate([y, labels]),
         np.ones(len(y) + budget, np.float32),
         info,
     )
+
+
+def _generated(method, keys, images, spec: RebalanceSpec, target: str, seed: int, engine):
+    """(images, true labels) of the minority members made from the majority ``keys``: do(attribute =
+    minority) by the model's engine (``generate``) or the phantom's exact one (``exact``)."""
+    do = {spec.attribute: spec.minority}
+    if method == "exact":
+        from synthfair.phantom.engine import PhantomEngine, PhantomEngineConfig
+
+        records = [images[k][1] for k in keys]
+        generation = records[0]["generation"]
+        exact = PhantomEngine(PhantomEngineConfig(size=generation["size"]), generation["fit"])
+        made = exact([r.get("phantom") for r in records], [do] * len(keys))
+        failed = [m for m in made if isinstance(m, SynthfairError)]
+        if failed:
+            raise SynthfairError(
+                f"the exact engine cannot render {len(failed)} members: {failed[0].message}",
+                "use method exact on phantom releases only",
+            )
+    else:
+        if engine is None:
+            raise SynthfairError(
+                "rebalancing by generation needs the generator", "pass --checkpoint to the study"
+            )
+        seeds = [int(seed * 1_000_003 + i) for i in range(len(keys))]
+        factual = [images[k][0] for k in keys]
+        made = engine(factual, [images[k][1]["covariates"] for k in keys], [do] * len(keys), seeds)
+    head, _, label = target.partition(".")
+    truth = np.array([float(cf.covariates[head][label] if label else cf.covariates[head]) for cf in made])
+    return np.stack([cf.image for cf in made]).astype(np.float32), truth.astype(np.float32)
+
+
+def _noisy(truth: np.ndarray, group: pd.DataFrame, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """``truth`` with the label noise ``group`` (the minority's training rows) carries: for each true class,
+    round(rate x count) labels flipped, chosen by ``rng``."""
+    labels, flips = truth.copy(), {}
+    if "target_true" not in group:  # rows without label noise
+        return labels, flips
+    for value, name in ((1.0, "positive_to_negative"), (0.0, "negative_to_positive")):
+        rows = group[group["target_true"] == value]
+        rate = float((rows["target"] != rows["target_true"]).mean()) if len(rows) else 0.0
+        idx = np.flatnonzero(truth == value)
+        chosen = rng.permutation(idx)[: int(round(rate * len(idx)))]
+        labels[chosen] = 1.0 - value
+        flips[name] = {"rate": round(rate, 6), "flipped": len(chosen)}
+    return labels, flips

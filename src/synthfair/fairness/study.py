@@ -210,8 +210,9 @@ def _run_cell(run: _Run, subset, images, seed: int, train_set=None) -> dict[str,
         )
     config = ClassifierConfig(**{**config_to_dict(spec.classifier), "seed": seed})
     if train_set is None:
-        train_set = (np.stack([images[k][0] for k in train["key"]]), train["target"].to_numpy(), None)
-    model = train_classifier(train_set[0], train_set[1], config, weights=train_set[2])
+        train_set = (np.stack([images[k][0] for k in train["key"]]), train["target"].to_numpy(), None, None)
+    x, y, weights, per_epoch = train_set
+    model = train_classifier(x, y, config, weights=weights, samples_per_epoch=per_epoch)
     scores = model.predict(np.stack([images[k][0] for k in test["key"]]))
     threshold = _threshold(spec, model, validate, images)
     records = [images[k][1] for k in test["key"]]
@@ -237,16 +238,15 @@ def _run_cell(run: _Run, subset, images, seed: int, train_set=None) -> dict[str,
 
 
 def _rebalanced(run: _Run, subset, images, seed: int, where: dict[str, Any]) -> list[dict]:
-    """The biased cell's training split rebalanced by each method (``none`` is the biased run itself)."""
+    """The biased cell's training split rebalanced by each method, every one with the same number of
+    samples per epoch (``none``: the biased split as drawn, cycled to that number)."""
     train = subset.table[subset.table["split"] == "train"]
     rebalance = run.spec.rebalance
     out = []
     for method in rebalance.methods:
-        if method == "none":
-            continue
         run.on_cell(f"  rebalance by {method}")
         x, y, w, info = training_set(method, train, images, rebalance, subset.spec.target, seed, run.engine)
-        result = _run_cell(run, subset, images, seed, train_set=(x, y, w))
+        result = _run_cell(run, subset, images, seed, train_set=(x, y, w, info["samples_per_epoch"]))
         out.append({**where, "variant": f"rebalance:{method}", "seed": seed, "rebalance": info, **result})
     return out
 
