@@ -17,16 +17,26 @@ def study(
     checkpoint: Annotated[
         Path | None, typer.Option(help="The generator, for rebalancing by generation.")
     ] = None,
+    truth: Annotated[
+        str | None,
+        typer.Option(help="The exact release of the same plan (--engine phantom): also measure fidelity."),
+    ] = None,
 ) -> None:
     """Train a classifier per bias cell (and its baseline); report fairness per subgroup against the bias."""
     echo = lambda text: typer.echo(text, err=True)  # noqa: E731
-    result = run_study(load_study_spec(spec), release, out, on_cell=echo, checkpoint=checkpoint)
+    result = run_study(load_study_spec(spec), release, out, on_cell=echo, checkpoint=checkpoint, truth=truth)
     for r in result.results:
         agg = r["groups"]["aggregates"]
         cell = ", ".join(f"{k}={v}" for k, v in r["cell"].items()) or "-"
         typer.echo(f"{cell} {r['variant']} seed {r['seed']}: AUROC {_n(r['groups']['overall']['auroc'])}, "
                    f"worst-group AUROC {_n(agg['worst_group_auroc']['value'])}, equalized-odds difference "
                    f"{_n(agg['equalized_odds_difference']['value'])}")  # fmt: skip
+    if result.fidelity is not None:
+        for name, row in result.fidelity["summary"].items():
+            held = row["intervals_holding_zero"]
+            typer.echo(
+                f"fidelity {name}: mean |model - truth| {row['mean_abs_difference']:.3f}, {held:.0%} hold 0"
+            )
     typer.echo(f"results: {(out / 'results.json').resolve()}")
     typer.echo(f"report: {(out / 'report.html').resolve()}")
 

@@ -51,6 +51,8 @@ from synthfair.errors import ConfigError
 from synthfair.fairness.causal import tv_decomposition
 from synthfair.fairness.classifier import ClassifierConfig, train_classifier
 from synthfair.fairness.counterfactual import counterfactual_fairness
+from synthfair.fairness.fidelity import fidelity as study_fidelity
+from synthfair.fairness.fidelity import summary as fidelity_summary
 from synthfair.fairness.groups import f1_threshold, group_metrics
 from synthfair.fairness.rebalance import RebalanceSpec, training_set
 from synthfair.fairness.representation import representation
@@ -114,6 +116,8 @@ class StudySpec:
 class StudyResult:
     out: Path
     results: list[dict[str, Any]]  # one per cell x variant x seed
+    truth_results: list[dict[str, Any]] | None = None  # the same on the exact release, if given
+    fidelity: dict[str, Any] | None = None  # model minus truth per metric (synthfair.fairness.fidelity)
 
     def table(self, metric: str = "auroc") -> pd.DataFrame:
         """Per cell, variant, seed and group: ``metric`` with its interval."""
@@ -140,42 +144,58 @@ def run_study(
     taxonomy: Taxonomy | None = None,
     on_cell: Callable[[str], None] | None = None,
     checkpoint: str | Path | None = None,
+    truth: str | Path | None = None,
 ) -> StudyResult:
     """Run every cell of ``spec`` on ``release``; write results.json and report.html into ``out``.
-    ``checkpoint`` (the generator) is needed by ``rebalance`` with the ``generate`` method."""
+    ``checkpoint`` (the generator) is needed by ``rebalance`` with the ``generate`` method. With ``truth``
+    (the exact release of the same plan) every cell also runs on it, on the same samples, and results.json
+    gets its results (``truth_results``) and the study's ``fidelity`` (`synthfair.fairness.fidelity`)."""
     from synthfair.fairness.report import write_study_report
 
     taxonomy = taxonomy or load_taxonomy()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    on_cell = on_cell or (lambda text: None)
+    engine = _engine(spec, checkpoint)
     frame, _, digest = read_samples(release)
-    run = _Run(spec, str(release), frame, taxonomy, _engine(spec, checkpoint), on_cell or (lambda text: None))
+    runs = [_Run(spec, str(release), frame, taxonomy, engine, on_cell)]
+    if truth is not None:
+        truth_frame, _, truth_digest = read_samples(truth)
+        runs.insert(0, _Run(spec, str(truth), truth_frame, taxonomy, engine, on_cell))
+    drawn_from, drawn_digest = (truth, truth_digest) if truth is not None else (release, digest)
     cells = spec.cells() or [{}]
-    results = []
+    results: list[list[dict[str, Any]]] = [[] for _ in runs]
     for i, cell in enumerate(cells):
         bias = spec.bias_spec(cell)
         variants = [("biased", bias)] + ([("baseline", bias.baseline())] if spec.baseline else [])
         for variant, variant_spec in variants:
             subset = replace(
-                sample(frame, variant_spec, taxonomy),
-                release=release_location(release),
-                samples_sha256=digest,
+                sample(runs[0].frame, variant_spec, taxonomy),
+                release=release_location(drawn_from),
+                samples_sha256=drawn_digest,
             )
             where = {"cell": cell, "cell_index": i,
                      "subset": str(write_subset(subset, out / "cells" / f"{i:02d}-{variant}"))}  # fmt: skip
-            images = run.images(subset.table)
-            for seed in spec.seeds:
-                run.on_cell(f"cell {i + 1}/{len(cells)} {_label(cell)} {variant} seed {seed}")
-                results.append(
-                    {**where, "variant": variant, "seed": seed, **_run_cell(run, subset, images, seed)}
-                )
-                if variant == "biased" and spec.rebalance:
-                    results += _rebalanced(run, subset, images, seed, where)
+            for run, into in zip(runs, results, strict=True):
+                images = run.images(subset.table)
+                for seed in spec.seeds:
+                    name = "truth" if run is not runs[-1] else "study"
+                    run.on_cell(f"cell {i + 1}/{len(cells)} {_label(cell)} {variant} seed {seed} ({name})")
+                    result = _run_cell(run, subset, images, seed)
+                    into.append({**where, "variant": variant, "seed": seed, **result})
+                    if variant == "biased" and spec.rebalance:
+                        into += _rebalanced(run, subset, images, seed, where)
     meta = {"schema": SCHEMA, "release": str(release), "samples_sha256": digest, "spec": config_to_dict(spec),
-            "results": results, "synthfair_version": synthfair.__version__}  # fmt: skip
+            "results": results[-1], "synthfair_version": synthfair.__version__}  # fmt: skip
+    fidelity = None
+    if truth is not None:
+        fidelity = study_fidelity(results[-1], results[0])
+        meta["truth"], meta["truth_samples_sha256"] = str(truth), truth_digest
+        meta["truth_results"] = results[0]
+        meta["fidelity"] = {"summary": fidelity_summary(fidelity), "by_cell": fidelity}
     write_json(out / "results.json", jsonable(meta))
-    write_study_report(out / "report.html", spec, results)
-    return StudyResult(out, results)
+    write_study_report(out / "report.html", spec, results[-1], meta.get("fidelity"))
+    return StudyResult(out, results[-1], results[0] if truth is not None else None, meta.get("fidelity"))
 
 
 @dataclass(frozen=True)
@@ -191,11 +211,16 @@ class _Run:
     cache: dict[str, tuple[np.ndarray, dict[str, Any]]] = field(default_factory=dict)
 
     def images(self, rows: pd.DataFrame) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
-        """key -> (image, record) for ``rows`` (key, shard); each sample is read from the shards once per
-        study, however many cells and seeds use it."""
-        missing = rows[~rows["key"].isin(self.cache.keys())]
+        """key -> (image, record) for ``rows`` (keys, perhaps of another release of the same plan); each
+        sample is read from this release's shards once per study, however many cells and seeds use it."""
+        missing = rows.loc[~rows["key"].isin(self.cache.keys()), ["key"]]
         if not missing.empty:
-            self.cache.update(release_images(self.release, missing[["key", "shard"]]))
+            shards = missing.merge(self.frame[["key", "shard"]], on="key", how="left")
+            if shards["shard"].isna().any():
+                key = shards.loc[shards["shard"].isna(), "key"].iloc[0]
+                hint = "compare releases generated from the same plan"
+                raise ConfigError(f"sample {key} is not in the release {self.release}", hint)
+            self.cache.update(release_images(self.release, shards.astype({"shard": int})))
         return {key: self.cache[key] for key in rows["key"]}
 
 
@@ -294,6 +319,7 @@ def _counterfactual(run: _Run, model, test, threshold, seed) -> dict[str, Any]:
     attribute = spec.counterfactual
     cf = frame[changed_only(frame, attribute) & frame["family"].isin(set(test["family"])).to_numpy()]
     factual = frame[frame["key"].isin(set(cf["parent"]))]
+    cf = cf[cf["parent"].isin(set(factual["key"]))]  # a pair needs its factual member in the release
     if cf.empty or factual.empty:
         return {"note": f"the release has no counterfactual pairs differing only in {attribute!r} for the "
                         "test families"}  # fmt: skip
