@@ -1,3 +1,5 @@
+import json
+
 import pandas as pd
 
 from synthfair.demo import DemoConfig, run_demo
@@ -35,3 +37,5 @@ def test_demo_writes_source_grid_and_report(tmp_path):
     assert (result.subset / "subset.json").is_file() and (
         result.subset / "baseline" / "subset.json"
     ).is_file()
+    request = json.loads((result.study_release / "release.json").read_text())
+    assert request["generator"] == "phantom" and request["checkpoint_sha256"] is None  # the exact engine

@@ -30,6 +30,7 @@ from synthfair.index import read_index
 from synthfair.index_stats import index_stats
 from synthfair.ingest import ingest
 from synthfair.model.train import load_train_config, train
+from synthfair.phantom.engine import PhantomEngineConfig
 from synthfair.phantom.grid import render_grid
 from synthfair.phantom.simulator import Phantom, PhantomConfig
 from synthfair.phantom.source import write_source
@@ -40,7 +41,7 @@ from synthfair.sampling import load_bias_spec, sample_with_baseline, write_subse
 
 @dataclass(frozen=True)
 class DemoConfig:
-    n: int = 200  # phantom subjects
+    n: int = 800  # phantom subjects (every one a family of the exact study release)
     size: int = 128  # image size
     seed: int = 0
     workers: int = 0  # rendering processes; 0 = every usable core
@@ -57,17 +58,22 @@ class DemoConfig:
     oracle_epochs: int = 8  # pseudo-oracles, trained on subjects of their own seed when train=True
     oracle_n: int = 6000  # phantom subjects rendered for the oracles when train=True (seed + 2)
     privacy_n: int = 400  # of the model's training subjects re-rendered for the privacy check (train=False)
-    study_families: int = 200  # demo subjects in the study release (factual + 2 counterfactuals each)
+    study_families: int = 800  # subjects in the exact study release (factual + 2 counterfactuals each)
     bias_size: int = 100  # samples in the biased subset (and in its baseline)
-    study: bool = True  # the two-cell fairness study on the study release
-    study_size: int = 140  # samples per study cell (train 60%, validation 10%, test 30%)
+    study: bool = True  # the fairness study on the exact study release, and its fidelity
+    study_size: int = 440  # samples per study cell (train 60%, validation 10%, test 30%)
+    study_strengths: tuple[float, ...] = (0.0, 0.9, 0.95, 1.0)  # of the device-cardiomegaly correlation
     study_epochs: int = 30  # of each cell's downstream classifier
+    fidelity_families: int = 100  # the model's release of the study plan: its first families
+    fidelity_size: int = 70  # samples per fidelity cell (strengths 0 and 0.9), drawn from those families
 
 
 DEMO_ORACLES = ("age", "sex", "findings", "view", "device")
 
 # the study release: every demo subject's factual image, its device=philips and its cardiomegaly-toggled
-# counterfactuals; what lets the bias sampler reach a strong spurious correlation one family member at a time
+# counterfactuals; what lets the bias sampler reach a strong spurious correlation one family member at a time.
+# The demo renders it with the phantom's exact engine (the truth); the model renders its first families too,
+# and the same study on both measures the study's fidelity
 DEMO_STUDY_PLAN = {
     "seed": 0,
     "shard_size": 50,
@@ -76,7 +82,7 @@ DEMO_STUDY_PLAN = {
     "include_reconstruction": False,
     "interventions": [{"device": ["philips"]}, {"findings.cardiomegaly": "toggle"}],
 }
-# the demo's study: the same bias at strength 0 and 0.9, one classifier per cell, fairness across devices
+# the demo's study: the same bias at rising strength, one classifier per cell, fairness across devices
 DEMO_STUDY = {
     "base": {
         "seed": 0,
@@ -85,7 +91,7 @@ DEMO_STUDY = {
         "correlation": {"covariate": "device", "value": "philips", "strength": 0.0},
         "splits": {"train": 0.6, "validate": 0.1, "test": 0.3},
     },
-    "grid": {"correlation.strength": [0.0, 0.9]},
+    "grid": {"correlation.strength": [0.0, 0.9, 0.95, 1.0]},
     "groups": ["device=philips"],
     "baseline": False,
     "counterfactual": "device",
@@ -134,6 +140,8 @@ class DemoResult:
     study_release: Path
     subset: Path
     study: Path
+    fidelity_release: Path
+    fidelity: Path
     report: Path
     train_cache: Path | None = None  # the model's training subjects (all of them, or a sample for privacy)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -158,6 +166,8 @@ def run_demo(
         study_release=out / "study-release",
         subset=out / "subset",
         study=out / "study",
+        fidelity_release=out / "fidelity-release",
+        fidelity=out / "fidelity",
         report=out / "report.md",
     )
     t = time.perf_counter()
@@ -207,12 +217,15 @@ def run_demo(
     result.seconds["oracles, soundness report"] = time.perf_counter() - t
     t = time.perf_counter()
     subset = _bias_subset(result, config)
-    result.seconds["study release, biased subset, baseline"] = time.perf_counter() - t
+    result.seconds["exact study release, biased subset, baseline"] = time.perf_counter() - t
     study = ""
     if config.study:
         t = time.perf_counter()
         study = _study(result, config)
-        result.seconds["fairness study (2 cells)"] = time.perf_counter() - t
+        result.seconds[f"fairness study ({len(config.study_strengths)} cells)"] = time.perf_counter() - t
+        t = time.perf_counter()
+        study += _fidelity(result, config)
+        result.seconds["model release of the study plan, study fidelity"] = time.perf_counter() - t
     result.report.write_text(
         _report(phantom, result, config)
         + _truth_section(result, comparison, config)
@@ -301,23 +314,29 @@ def _release(result: DemoResult, config: DemoConfig) -> str:
     return "\n".join(lines)
 
 
-def _make_release(result: DemoResult, config: DemoConfig, spec: dict, plan_stem: Path, out: Path):
-    """(plan, finalize result) of the plan spec ``spec`` over the demo index, generated into ``out``."""
+def _make_release(
+    result: DemoResult, config: DemoConfig, spec: dict, plan_stem: Path, out: Path, exact: bool = False
+):
+    """(plan, finalize result) of the plan spec ``spec`` over the demo index, generated into ``out`` by the
+    model, or with ``exact`` by the phantom's exact engine at the training cache's size."""
     spec_path = plan_stem.with_suffix(".yaml")
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     plan = make_plan(read_index(result.index), load_plan_spec(spec_path))
     write_plan(plan, plan_stem.with_suffix(".parquet"), result.index)
-    engine = _engine(result, config)
+    engine = PhantomEngineConfig(size=config.cache_size) if exact else _engine(result, config)
     shutil.rmtree(out, ignore_errors=True)  # regenerated, never mixed with an older model's shards
-    generate(plan_stem.with_suffix(".parquet"), result.model, out, GenerateConfig(engine=engine))
+    checkpoint = None if exact else result.model
+    generate(plan_stem.with_suffix(".parquet"), checkpoint, out, GenerateConfig(engine=engine))
     return plan, finalize(out)
 
 
 def _bias_subset(result: DemoResult, config: DemoConfig) -> str:
-    """A study release (every demo subject, its device=philips and cardiomegaly-toggled counterfactuals),
-    a subset of it with a spurious device-cardiomegaly correlation, its matched baseline, and a stream."""
+    """The exact study release (every demo subject, its device=philips and cardiomegaly-toggled
+    counterfactuals, rendered by the phantom), a subset of it with a spurious device-cardiomegaly correlation,
+    its matched baseline, and a stream."""
     spec = {**DEMO_STUDY_PLAN, "select": {"limit": config.study_families}}
-    plan, done = _make_release(result, config, spec, result.out / "study-plan", result.study_release)
+    stem = result.out / "study-plan"
+    plan, done = _make_release(result, config, spec, stem, result.study_release, exact=True)
     bias_path = result.out / "bias.yaml"
     bias_path.write_text(yaml.safe_dump({**DEMO_BIAS, "size": config.bias_size}, sort_keys=False))
     biased, baseline = sample_with_baseline(result.study_release, load_bias_spec(bias_path))
@@ -328,7 +347,8 @@ def _bias_subset(result: DemoResult, config: DemoConfig) -> str:
         "",
         "## A biased subset and its matched baseline",
         "",
-        f"Study release -> `{result.study_release}`: {plan.summary()}; {done.samples} samples.",
+        f"Exact study release (`synthfair generate --engine phantom`: the phantom's own counterfactuals) -> "
+        f"`{result.study_release}`: {plan.summary()}; {done.samples} samples.",
         f"Bias spec `{bias_path}` -> `{result.subset}` ({biased.summary()}) and its no-bias baseline -> "
         f"`{result.subset / 'baseline'}` ({baseline.summary()}); achieved next to target:",
         "",
@@ -351,21 +371,28 @@ def _bias_subset(result: DemoResult, config: DemoConfig) -> str:
     return "\n".join(lines)
 
 
+def _study_spec(config: DemoConfig, path: Path, size: int, strengths) -> Path:
+    base = {**DEMO_STUDY["base"], "size": size}
+    grid = {"correlation.strength": [float(v) for v in strengths]}
+    spec = {**DEMO_STUDY, "base": base, "grid": grid, "classifier": {"epochs": config.study_epochs}}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
 def _study(result: DemoResult, config: DemoConfig) -> str:
-    """Two cells, no bias vs a strong spurious device-cardiomegaly correlation: a classifier per cell, its
-    fairness across philips vs other devices on the balanced test split."""
-    spec_path = result.out / "study.yaml"
-    spec = {**DEMO_STUDY, "base": {**DEMO_STUDY["base"], "size": config.study_size},
-            "classifier": {"epochs": config.study_epochs}}  # fmt: skip
-    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    """One cell per correlation strength on the exact study release, from none to a perfect spurious
+    device-cardiomegaly correlation: a classifier per cell, its fairness across philips vs other devices on
+    the balanced test split."""
+    spec_path = _study_spec(config, result.out / "study.yaml", config.study_size, config.study_strengths)
     study = run_study(load_study_spec(spec_path), result.study_release, result.study)
     lines = [
         "",
-        "## A fairness study: no bias vs a strong spurious correlation",
+        "## A fairness study: from no bias to a perfect spurious correlation",
         "",
-        f"Study spec `{spec_path}` -> `{result.study / 'report.html'}` (numbers: `results.json`; plots: "
-        f"`{result.study / 'plots'}`). One classifier per cell, trained on the biased training split, scored "
-        "on the balanced test split against the true labels, grouped by device (philips vs the others):",
+        f"Study spec `{spec_path}` on the exact study release -> `{result.study / 'report.html'}` (numbers: "
+        f"`results.json`; plots: `{result.study / 'plots'}`). One classifier per cell, trained on the biased "
+        "training split, scored on the balanced test split against the true labels, grouped by device "
+        "(philips vs the others):",
         "",
         "| correlation strength | AUROC | selection rate philips / others | TPR philips / others | "
         "equalized-odds difference | score change under do(device) (flip rate) | TV of predictions "
@@ -389,11 +416,52 @@ def _study(result: DemoResult, config: DemoConfig) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "With the correlation the classifier reads the device instead of the finding: its decisions split by "
-        "device on a test set where device says nothing about the finding.",
+        "Without bias the classifier learns the finding; as the correlation rises it trades the finding for "
+        "the device: its AUROC falls and its decisions split by device on a test set where device says "
+        "nothing about the finding.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _fidelity(result: DemoResult, config: DemoConfig) -> str:
+    """The model's release of the study plan's first families, and a smaller study run on it and, on the
+    same samples, on the exact release: would the model's counterfactuals lead to the truth's conclusions?"""
+    spec = {**DEMO_STUDY_PLAN, "select": {"limit": config.fidelity_families}}
+    _, done = _make_release(result, config, spec, result.out / "fidelity-plan", result.fidelity_release)
+    spec_path = _study_spec(config, result.out / "fidelity.yaml", config.fidelity_size, (0.0, 0.9))
+    study = run_study(
+        load_study_spec(spec_path), result.fidelity_release, result.fidelity, truth=result.study_release
+    )
+    lines = [
+        "",
+        "## Study fidelity: the same study on the model's counterfactuals and on the truth",
+        "",
+        f"The model's release of the study plan's first {config.fidelity_families} families -> "
+        f"`{result.fidelity_release}` ({done.samples} samples). Study spec `{spec_path}` run on it and, on "
+        f"the same samples, on the exact release -> `{result.fidelity / 'report.html'}` (`results.json` key "
+        "`fidelity`). Per cell, truth / model and model minus truth with its 95% interval:",
+        "",
+        "| correlation strength | " + " | ".join(FIDELITY_METRICS) + " |",
+        "|---|" + "---|" * len(FIDELITY_METRICS),
+    ]
+    for record in study.fidelity["by_cell"]:
+        cells = [str(record["cell"]["correlation.strength"])]
+        for name in FIDELITY_METRICS:
+            d = record["metrics"].get(name)
+            cells.append("n/a" if d is None else f"{_f(d['truth'])} / {_f(d['model'])}: {_interval(d)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+FIDELITY_METRICS = ("auroc", "equalized_odds_difference", "flip_rate", "ctf_de")
+
+
+def _interval(d: dict) -> str:
+    if d["lo"] != d["lo"]:  # NaN: no interval (e.g. the overall AUROC)
+        return f"{d['difference']:+.2f}"
+    return f"{d['difference']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]"
 
 
 def _f(value) -> str:

@@ -2,7 +2,10 @@
 
 import json
 import math
+import shutil
+from pathlib import Path
 
+import pandas as pd
 import pytest
 from test_study import STUDY
 
@@ -38,19 +41,29 @@ def test_the_model_release_against_the_exact_one_of_the_same_plan(finalized_rele
     assert "auroc" in metrics and all(math.isfinite(d["difference"]) for d in metrics.values())
     truth, model = result.truth_results[0], result.results[0]
     assert truth["subset"] == model["subset"]  # one subset, drawn from the truth, read from both releases
-    with pytest.raises(ConfigError, match="not in the release"):  # the model's release lacks a drawn sample
-        thinned = _without_samples(finalized_release, tmp_path / "thinned")
-        run_study(spec, thinned, tmp_path / "again", truth=exact)
 
 
-def _without_samples(release, out):
-    import shutil
+def test_a_model_release_of_part_of_the_plan_is_compared_on_the_samples_it_holds(
+    finalized_release, small_plan, tmp_path
+):
+    exact = tmp_path / "exact"
+    generate(small_plan, None, exact, GenerateConfig(engine=PhantomEngineConfig(size=16)))
+    finalize(exact)
+    spec = dataclass_from_dict(StudySpec, {**STUDY, "baseline": False})
+    part = _keep(finalized_release, tmp_path / "part", lambda s: s["kind"] != "factual")
+    result = run_study(spec, part, tmp_path / "study", truth=exact)
+    drawn = pd.read_parquet(Path(result.results[0]["subset"]) / "subset.parquet")
+    assert len(drawn) and set(drawn["key"]) <= set(pd.read_parquet(part / "samples.parquet")["key"])
+    assert result.fidelity["by_cell"]
+    none = _keep(finalized_release, tmp_path / "none", lambda s: s["kind"] == "nothing")
+    with pytest.raises(ConfigError, match="share no sample"):
+        run_study(spec, none, tmp_path / "again", truth=exact)
 
-    import pandas as pd
 
+def _keep(release, out, keep):
     shutil.copytree(release, out)
     samples = pd.read_parquet(out / "samples.parquet")
-    samples[samples["kind"] != "factual"].to_parquet(out / "samples.parquet")
+    samples[keep(samples)].to_parquet(out / "samples.parquet")
     return out
 
 

@@ -41,7 +41,10 @@ def demo(
     typer.echo(f"  model vs truth grid: {result.truth_grid.resolve()}")
     typer.echo(f"  generated release:   {result.release.resolve()} (dataset card: DATASET_CARD.md)")
     typer.echo(f"  soundness report:    {(result.evaluation / 'report.html').resolve()}")
-    typer.echo(f"  study release:       {result.study_release.resolve()}")
+    typer.echo(f"  exact study release: {result.study_release.resolve()}")
     typer.echo(f"  biased subset:       {result.subset.resolve()} (matched baseline: baseline/)")
     typer.echo(f"  fairness study:      {(result.study / 'report.html').resolve()}")
+    if config.study:
+        typer.echo(f"  model study release: {result.fidelity_release.resolve()}")
+        typer.echo(f"  study fidelity:      {(result.fidelity / 'report.html').resolve()}")
     typer.echo(f"report: {result.report.resolve()}")
