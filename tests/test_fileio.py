@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pytest
 
 from synthfair.fileio import atomic_write
@@ -32,3 +35,15 @@ def test_jsonable_turns_numpy_and_non_finite_values_into_plain_json():
 
     data = {1: (np.int64(3), np.float32(0.5), float("nan"), np.inf), "b": [np.bool_(True), {"c": "x"}]}
     assert jsonable(data) == {"1": [3, 0.5, None, None], "b": [True, {"c": "x"}]}
+
+
+def test_atomic_write_honours_the_umask_like_open(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "shared.json", lambda f: f.write(b"{}"))
+        assert stat.S_IMODE((tmp_path / "shared.json").stat().st_mode) == 0o644  # readable by a web server
+        os.umask(0o077)
+        atomic_write(tmp_path / "private.json", lambda f: f.write(b"{}"))
+        assert stat.S_IMODE((tmp_path / "private.json").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

@@ -53,6 +53,9 @@ def test_reingesting_a_source_replaces_its_rows(source, tmp_path):
         ({"findings.edema": "2"}, "invalid_value", ["'findings.edema' = '2'"]),
         ({"key": "phantom_s0_000000"}, "duplicate_id", ["duplicate id", "row 1"]),
         ({"image": "images/gone.png"}, "image_missing", ["images/gone.png"]),
+        ({"image": "../../private/x.png"}, "image_outside_root", ["'../../private/x.png'", "'..'"]),
+        ({"image": "/etc/passwd"}, "image_outside_root", ["'/etc/passwd'", "is absolute"]),
+        ({"image": "C:\\x.png"}, "image_outside_root", ["is absolute"]),
     ],
 )
 def test_bad_rows_stop_or_are_quarantined(tmp_path, override, code, words):
@@ -69,6 +72,18 @@ def test_bad_rows_stop_or_are_quarantined(tmp_path, override, code, words):
     assert (report.indexed, dict(report.quarantined)) == (3, {code: 1})
     quarantine = read_quarantine(tmp_path / "skip")
     assert list(quarantine["code"]) == [code] and "metadata.csv, row 3" in quarantine["where"][0]
+
+
+def test_an_image_linked_from_outside_the_root_is_quarantined(tmp_path):
+    rows = [phantom_row(i) for i in range(3)]
+    write_phantom_source(tmp_path / "src", rows)
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "x.png").write_bytes((tmp_path / "src" / rows[1]["image"]).read_bytes())
+    (tmp_path / "src" / rows[1]["image"]).unlink()
+    (tmp_path / "src" / rows[1]["image"]).symlink_to(tmp_path / "private" / "x.png")
+    report = ingest("phantom", tmp_path / "src", tmp_path / "index", SKIP)
+    assert (report.indexed, dict(report.quarantined)) == (2, {"image_outside_root": 1})
+    assert "through a link" in read_quarantine(tmp_path / "index")["reason"][0]
 
 
 def test_missing_column_names_the_file_and_column(tmp_path):

@@ -16,7 +16,7 @@ import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import pyarrow as pa
@@ -108,6 +108,24 @@ def ingest(
     return report
 
 
+def _leaves_root(root: Path, image_path: str, resolve: bool) -> str | None:
+    """Why ``image_path`` (from a source's metadata: untrusted) would reach outside ``root``, or None."""
+    pure = PurePosixPath(str(image_path).replace("\\", "/"))
+    if pure.is_absolute() or PureWindowsPath(str(image_path)).drive:
+        return "is absolute"
+    if ".." in pure.parts:
+        return "climbs out with '..'"
+    if resolve:
+        target = (root / pure).resolve()
+        if not target.is_relative_to(root.resolve()):
+            return f"leads outside --root through a link (to {_short(str(target))})"
+    return None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
 class _Batch:
     """Accumulates one source's records and quarantined rows."""
 
@@ -138,6 +156,13 @@ class _Batch:
                 "duplicate_id",
                 f"{row.where}: duplicate id {row.source_id!r} (first seen at {self.first_seen[key]})",
                 "remove the duplicate row from the source file; the first occurrence is kept",
+            )
+        escape = _leaves_root(self.root, row.image_path, resolve=self.config.check_images)
+        if escape:
+            raise RowError(
+                "image_outside_root",
+                f"{row.where}: image path {_short(row.image_path)!r} {escape}",
+                "image paths in a source's metadata must be relative and stay under --root; fix the row",
             )
         if self.config.check_images and not (self.root / row.image_path).is_file():
             raise RowError(

@@ -57,6 +57,9 @@ def test_study_specs_read_from_yaml_and_reject_bad_values(tmp_path):
         )
     with pytest.raises(ConfigError, match="no target"):
         dataclass_from_dict(StudySpec, {"base": {"size": 10}})
+    for n_boot in (0, -5):
+        with pytest.raises(ConfigError, match="n_boot must be an integer >= 1"):
+            dataclass_from_dict(StudySpec, {"base": {"size": 10, "target": "x"}, "n_boot": n_boot})
 
 
 def test_rebalancing_methods_each_train_a_classifier(finalized_release, trained_run, tmp_path):

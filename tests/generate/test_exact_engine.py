@@ -86,3 +86,8 @@ def test_engine_and_checkpoint_must_agree(small_plan, trained_run, tmp_path):
         generate(small_plan, None, tmp_path / "b", GenerateConfig())
     with pytest.raises(ConfigError, match="size >= 16"):
         PhantomEngineConfig(size=4)
+
+
+def test_shard_stats_record_the_seconds_the_shard_took(exact_release):
+    stats = json.loads(layout.stats_path(exact_release, 0).read_text())
+    assert 0 <= stats["seconds"] < 3600  # not a Unix time (a loop once reused the start time's name)

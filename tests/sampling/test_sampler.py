@@ -96,6 +96,13 @@ def test_an_infeasible_spec_names_the_binding_cell_and_what_is_reachable(samples
     assert len(sample(samples, bias_spec_from_dict(reachable)).table) == 8000
 
 
+def test_a_size_beyond_the_release_is_infeasible_not_empty(samples):
+    for size in (len(samples) + 1, 9223372036854775807):
+        with pytest.raises(ConfigError, match=f"size {size} exceeds the .* eligible samples") as err:
+            sample(samples, bias_spec_from_dict({"target": TARGET, "size": size}))
+        assert "use size <=" in err.value.hint
+
+
 def test_the_baseline_matches_size_and_zeroes_the_knobs(samples, tmp_path):
     path = tmp_path / "release"
     path.mkdir()

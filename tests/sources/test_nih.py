@@ -169,6 +169,15 @@ def test_missing_image_is_quarantined(tmp_path):
     assert "images/00000005_000.png" in read_quarantine(tmp_path / "index")["reason"][0]
 
 
+def test_an_image_path_leaving_the_root_is_quarantined(tmp_path):
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "x.png").write_bytes(b"not for a release")
+    root = write_nih(tmp_path / "src" / "nih", _rows_with(2, 0, "../../private/x.png"))
+    report = ingest("nih", root, tmp_path / "index", SKIP)
+    check(report, 7, 6, {"image_outside_root": 1})
+    assert "'..'" in read_quarantine(tmp_path / "index")["reason"][0]
+
+
 def test_no_image_folder_is_an_error(tmp_path):
     root = write_nih(tmp_path / "src", images=False)
     with pytest.raises(SourceError, match="no image folder"):

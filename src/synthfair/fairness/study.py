@@ -93,6 +93,10 @@ class StudySpec:
                               "use e.g. threshold: 0.5")  # fmt: skip
         if not self.seeds:
             raise ConfigError("study seeds is empty", "use e.g. seeds: [0]")
+        if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 1:
+            raise ConfigError(
+                f"study n_boot must be an integer >= 1, got {self.n_boot!r}", "use e.g. n_boot: 100"
+            )
         if not self.base.get("target"):
             raise ConfigError("the study's base bias spec has no target: the classifiers need a label",
                               "add e.g. target: findings.cardiomegaly under base")  # fmt: skip

@@ -235,8 +235,8 @@ def _write_shard(out, shard, rows, engine, config, request, pool, tick) -> dict[
             encoded[row["key"]] = pool.submit(_encode, *_sample(row, images[row["family"]], None, request))
             tick(1)
     model_rows = [r for r in rows if r["kind"] != "factual" and r["family"] in images]
-    for start in range(0, len(model_rows), config.engine.batch_size):
-        batch = model_rows[start : start + config.engine.batch_size]
+    for first in range(0, len(model_rows), config.engine.batch_size):
+        batch = model_rows[first : first + config.engine.batch_size]
         for row, result in zip(batch, _run_model(batch, images, engine), strict=True):
             if isinstance(result, SynthfairError):
                 statuses[row["key"]] = _status(row["key"], "failed", result.message)

@@ -9,7 +9,6 @@ from synthfair.release.download import (
     plan_download,
     read_subset,
 )
-from synthfair.release.httpserver import ReleaseServer, serve
 
 __all__ = [
     "DownloadPlan",
@@ -22,3 +21,12 @@ __all__ = [
     "read_subset",
     "serve",
 ]
+
+
+def __getattr__(name: str):
+    # lazy, so that `python -m synthfair.release.httpserver` does not find the module already imported
+    if name in ("ReleaseServer", "serve"):
+        from synthfair.release import httpserver
+
+        return getattr(httpserver, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

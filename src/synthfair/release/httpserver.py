@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import socket
 import threading
@@ -66,13 +67,24 @@ class RangeRequestHandler(SimpleHTTPRequestHandler):
                 left -= len(block)
                 yield block
 
+    def _inside_root(self, path: Path) -> bool:
+        """Whether ``path`` is a regular file under the served directory with no symlink on the way: a link
+        inside a release must not serve what lies outside it."""
+        root = Path(self.directory).resolve()
+        try:
+            relative = path.resolve(strict=True).relative_to(root)
+        except (OSError, ValueError):
+            return False
+        lexical = Path(os.path.abspath(path)).relative_to(Path(os.path.abspath(self.directory)))
+        return relative == lexical  # a link that stays inside the root still changes the path: refused
+
     def _respond(self, body: bool) -> None:
         with self.server.busy():
             self._send(body)
 
     def _send(self, body: bool) -> None:
         path = Path(self.translate_path(self.path))
-        if not path.is_file():
+        if not path.is_file() or not self._inside_root(path):
             self.send_error(HTTPStatus.NOT_FOUND, "File not found")
             return
         size = path.stat().st_size

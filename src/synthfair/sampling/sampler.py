@@ -86,6 +86,11 @@ def sample(release: str | Path | pd.DataFrame, spec: BiasSpec, taxonomy: Taxonom
     else:
         frame, where, digest = read_samples(release, needed_columns(spec))
     pool, excluded = _eligible(frame, spec, taxonomy, where)
+    if spec.size > len(pool):  # also before any arithmetic on a size beyond int64
+        raise ConfigError(
+            f"bias spec infeasible: size {spec.size} exceeds the {len(pool)} eligible samples of {where}",
+            f"use size <= {len(pool)}, or widen kinds/where",
+        )
     cells = _Cells.build(pool, spec, taxonomy)
     units = _units(pool, spec)
     unit_split = _assign_splits(pool, units, spec)
