@@ -64,3 +64,40 @@ def test_the_recipe_engine_settings_are_written_beside_the_model(cache, tiny_con
     with pytest.raises(ConfigError, match="guidance_scale"):
         train(bad, cache, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()  # refused before any work
+
+
+class _Planted:
+    """A pickle that, if ever unpickled without weights_only, leaves a marker file (it must not be)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_resuming_never_unpickles_what_a_checkpoint_holds(cache, tiny_config, tmp_path):
+    import pickle
+
+    run = tmp_path / "run"
+    train(tiny_config, cache, run, stop_at=2)
+    [checkpoint] = checkpoints(run)
+    marker = tmp_path / "executed"
+    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(_Planted(marker)))
+    with pytest.raises(SynthfairError, match="never loads"):
+        train(tiny_config, cache, run, resume="latest")
+    assert not marker.exists()
+    (checkpoint / "custom_checkpoint_0.pkl").unlink()
+    resumed = train(tiny_config, cache, run, resume="latest")  # the EMA comes from ema/ (safetensors + JSON)
+    assert resumed.resumed_from == 2 and not marker.exists()
+    again = tmp_path / "again"
+    train(tiny_config, cache, again, stop_at=2)
+    [checkpoint] = checkpoints(again)
+    (checkpoint / "random_states_0.pkl").write_bytes(pickle.dumps(_Planted(marker)))
+    with pytest.raises(SynthfairError, match="cannot be loaded safely"):
+        train(tiny_config, cache, again, resume="latest")
+    assert not marker.exists()
+    (checkpoint / "random_states_0.pkl").unlink()
+    (checkpoint / "ema" / "config.json").write_text('{"optimization_step": "x"}')
+    with pytest.raises(SynthfairError, match="EMA checkpoint does not fit"):
+        train(tiny_config, cache, again, resume="latest")

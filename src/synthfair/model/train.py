@@ -2,7 +2,8 @@
 
     runs/NAME/config.yaml                 the resolved configuration
     runs/NAME/train.json                  taxonomy hash, package versions, data cache, seed; world size
-    runs/NAME/checkpoints/checkpoint-<step>/   accelerate state (model, optimizer, LR schedule, EMA) + ema/
+    runs/NAME/checkpoints/checkpoint-<step>/   accelerate state (model, optimizer, LR schedule, RNG) + ema/
+                                          (safetensors + JSON; no pickle of ours, none loaded unsafely)
     runs/NAME/model/                      the final EMA weights as a `DiffusionModel` directory, and
                                           model/scm/: the attribute SCM fitted on the training covariates
     runs/NAME/loss.csv, loss.png          the loss curve
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import math
+import pickle  # only for the error type of a refused (never executed) pickle
 import shutil
 import time
 from collections.abc import Callable
@@ -146,8 +149,9 @@ def train(
         config.lr_schedule, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps
     )
     unet, optimizer, schedule = accelerator.prepare(unet, optimizer, schedule)
-    accelerator.register_for_checkpointing(ema)
-    start = _resume(accelerator, out, resume)  # before writing anything: a refused run leaves `out` as it was
+    # the EMA is saved and restored as safetensors + JSON by us (`_checkpoint`, `_load_ema`), never through
+    # accelerate's register_for_checkpointing, which pickles it and unpickles it with weights_only=False
+    start = _resume(accelerator, out, resume, ema, unet)  # before writing: a refused run leaves `out` alone
     ema.to(accelerator.device)  # the shadow weights follow the model (load_state restores them on the CPU);
     # as in diffusers' examples, or ema.step() fails on a GPU
     if accelerator.is_main_process:
@@ -287,7 +291,7 @@ def _checkpoint_step(path: Path) -> int:
     return int(path.name[len(CHECKPOINT_PREFIX) :])
 
 
-def _resume(accelerator: Accelerator, out: Path, resume: str | None) -> int:
+def _resume(accelerator: Accelerator, out: Path, resume: str | None, ema: EMAModel, unet) -> int:
     if resume is None:
         if checkpoints(out):
             raise SynthfairError(
@@ -305,8 +309,59 @@ def _resume(accelerator: Accelerator, out: Path, resume: str | None) -> int:
             raise SynthfairError(
                 f"{resume} is not a checkpoint directory", "pass latest or runs/NAME/checkpoints/checkpoint-N"
             )
-    accelerator.load_state(str(path))
+    planted = sorted(path.glob("custom_checkpoint_*.pkl"))
+    if planted:  # accelerate would unpickle these with weights_only=False: never
+        raise SynthfairError(
+            f"{planted[0]}: a pickled object in the checkpoint, which synthfair never loads (the EMA is in "
+            "ema/ as safetensors)",
+            f"delete {planted[0].name} if you trust nothing else changed, then resume again",
+        )
+    try:  # accelerate's own files: the model as safetensors, the rest with torch.load(weights_only=True)
+        _check_random_states(path)
+        accelerator.load_state(str(path))
+    except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError, OSError) as err:
+        raise SynthfairError(
+            f"{path}: the checkpoint's training state cannot be loaded safely ({type(err).__name__}: "
+            f"{str(err)[:300]})",
+            "resume from a checkpoint written by `synthfair train`, or start a new --out",
+        ) from None
+    _load_ema(ema, accelerator.unwrap_model(unet), path / "ema")
     return _checkpoint_step(path)
+
+
+def _check_random_states(path: Path) -> None:
+    """accelerate loads the RNG states with weights_only=True but, if that fails, only logs it and goes on:
+    the resumed run would silently leave its trajectory. Load them first, the same safe way, and raise."""
+    from accelerate.utils.other import load
+
+    for states in sorted(path.glob("random_states_*.pkl")):
+        load(states)
+
+
+def _load_ema(ema: EMAModel, unet, path: Path) -> None:
+    """The EMA of a checkpoint, from ``ema/`` (safetensors weights and the JSON config that
+    ``EMAModel.save_pretrained`` writes): no pickle is read from a checkpoint, which may come from anyone."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights, config = path / "diffusion_pytorch_model.safetensors", path / "config.json"
+    hint = "resume from a checkpoint written by `synthfair train`, or start a new --out"
+    if not weights.is_file() or not config.is_file() or config.stat().st_size > 1 << 20:
+        raise SynthfairError(f"{path}: no EMA weights (safetensors weights and config.json)", hint)
+    try:
+        state = load_file(str(weights))
+        settings = json.loads(config.read_text())
+    except (SafetensorError, OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SynthfairError(f"{path}: unreadable EMA checkpoint ({err})", hint) from None
+    names = [name for name, _ in unet.named_parameters()]
+    bad = [n for n in names if n not in state or state[n].shape != dict(unet.named_parameters())[n].shape]
+    step = settings.get("optimization_step") if isinstance(settings, dict) else None
+    if bad or not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        what = f"parameter {bad[0]!r} missing or of another shape" if bad else f"optimization_step {step!r}"
+        raise SynthfairError(f"{path}: EMA checkpoint does not fit this model ({what})", hint)
+    pairs = zip(names, ema.shadow_params, strict=True)
+    ema.shadow_params = [state[n].to(p.device, p.dtype).clone() for n, p in pairs]
+    ema.optimization_step = step
 
 
 def _checkpoint(accelerator, out: Path, step: int, ema: EMAModel, config: TrainConfig, losses) -> None:
