@@ -45,18 +45,67 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# bounds on a YAML file (specs and configs may come from anyone): its bytes, and the values it expands to
+# (aliases share objects, so a few kB of anchors can stand for billions of values: an "alias bomb")
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_VALUES = 100_000
+MAX_YAML_DEPTH = 64
+
+
 def read_yaml(path: str | Path, error: type[ConfigError] = ConfigError) -> Any:
-    """Parse a YAML file; a missing file, bad syntax or a duplicate key raises ``error`` naming the file."""
+    """Parse a YAML file; a missing file, bad syntax, a duplicate key, or a file beyond the bounds above
+    (bytes, expanded values, nesting) raises ``error`` naming the file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise error(
+                f"{path} is {size} bytes, more than a spec or config ({MAX_YAML_BYTES})",
+                hint="pass the spec file itself, not data",
+            )
+        raw = path.read_bytes()
     except OSError as err:
         raise error(f"cannot read {path}: {err.strerror or err}", hint="check the path") from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise error(
+            f"{path}: not UTF-8 text (byte {err.start}: {raw[err.start : err.start + 1]!r})",
+            hint="save the file as UTF-8",
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except RecursionError:
+        hint = f"keep nesting under {MAX_YAML_DEPTH} levels"
+        raise error(f"{path}: nested too deeply", hint=hint) from None
     except yaml.YAMLError as err:
-        detail = " ".join(str(err).split())
+        detail = " ".join(str(err).split())[:500]
         raise error(f"{path}: invalid YAML: {detail}", hint="fix the YAML syntax at the line shown") from None
+    _check_expansion(data, path, error)
+    return data
+
+
+def _check_expansion(data: Any, path: Path, error: type[ConfigError]) -> None:
+    """Walk ``data`` as its users will (a shared object counts each time it is reached), stopping at the
+    bounds: cheap however large the expansion would be."""
+    stack, seen = [(data, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_YAML_VALUES:
+            raise error(
+                f"{path}: expands to more than {MAX_YAML_VALUES} values (aliases repeated?)",
+                hint="write the spec out; it needs far fewer values",
+            )
+        if depth > MAX_YAML_DEPTH:
+            raise error(
+                f"{path}: nested deeper than {MAX_YAML_DEPTH} levels",
+                hint=f"keep nesting under {MAX_YAML_DEPTH} levels",
+            )
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for pair in value.items() for v in pair)
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, depth + 1) for v in value)
 
 
 def load_config(cls: type[T], path: str | Path) -> T:
