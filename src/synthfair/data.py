@@ -27,12 +27,11 @@ import numpy as np
 import pandas as pd
 import torch
 import webdataset as wds
-from webdataset import tariterators
 
 from synthfair.errors import SynthfairError
 from synthfair.generate import layout
-from synthfair.preprocess import decode_png16
 from synthfair.sampling.sampler import SUBSET_FILE, SUBSET_META
+from synthfair.shards import FIX, ShardError, decode_png, decode_record, sample_parts, shard_samples
 
 LABEL_COLUMNS = ("target", "target_true", "target_flipped", "group", "split")
 
@@ -55,14 +54,15 @@ def subset_pipeline(
     if root.startswith("<"):
         raise SynthfairError(f"subset {subset} does not say where its release is ({root})",
                              "pass release= (a release directory or URL prefix)")  # fmt: skip
-    urls = [_shard_url(root, int(s)) for s in sorted(table["shard"].unique())]
+    expected = _expected(root, table)
+    urls = list(expected)
     labels = {row["key"]: {c: row[c] for c in LABEL_COLUMNS if c in row}
               for row in table.to_dict("records")}  # fmt: skip
     stages: list[Any] = [wds.SimpleShardList(urls)]
     if shuffle:  # shard order and a sample buffer, reseeded every epoch (seed + epoch): deterministic
         stages.append(wds.detshuffle(len(urls), initial=len(urls), seed=seed))
     stages += [wds.split_by_node, wds.split_by_worker, _open]
-    stages += [*_decoded(set(labels)), _attach(labels)]
+    stages += [_decoded(expected), _attach(labels)]
     if shuffle:
         stages.append(wds.detshuffle(shuffle, initial=min(shuffle, 100), seed=seed))
     return wds.DataPipeline(*stages)
@@ -71,17 +71,9 @@ def subset_pipeline(
 def release_images(release: str | Path, keys: pd.DataFrame) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
     """key -> (image (H, W) float32 in [0, 1], its record) for ``keys`` (a frame with ``key`` and ``shard``
     columns, e.g. rows of samples.parquet or subset.parquet), read from only the shards that hold them."""
-    wanted = set(keys["key"])
-    urls = [_shard_url(str(release), int(s)) for s in sorted(keys["shard"].unique())]
-    pipeline = wds.DataPipeline(wds.SimpleShardList(urls), _open, *_decoded(wanted))
-    out = {sample["__key__"]: (sample["pixels"], sample["json"]) for sample in pipeline}
-    missing = wanted - set(out)
-    if missing:
-        raise SynthfairError(
-            f"{len(missing)} samples are not in the shards of {release} (e.g. {min(missing)})",
-            "check that the release and the subset or samples table belong together",
-        )
-    return out
+    expected = _expected(str(release), keys)
+    pipeline = wds.DataPipeline(wds.SimpleShardList(list(expected)), _open, _decoded(expected))
+    return {sample["__key__"]: (sample["pixels"], sample["json"]) for sample in pipeline}
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -134,23 +126,36 @@ def _open(urls: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             stream.close()
 
 
-def _decoded(keys: set[str]) -> list[Any]:
-    """Stages from open shards to the samples of ``keys``: only their tar members are read out, grouped per
-    sample and decoded into {__key__, __url__, pixels (H, W) float32, json (the record)}."""
+def _expected(root: str, rows: pd.DataFrame) -> dict[str, set[str]]:
+    """Shard URL -> the keys ``rows`` (``key`` and ``shard`` columns) expect in it, in shard order."""
+    out: dict[str, set[str]] = {}
+    for shard, group in sorted(rows.groupby("shard")["key"], key=lambda item: int(item[0])):
+        out[_shard_url(root, int(shard))] = set(group)
+    return out
 
-    def select(name: str) -> bool:
-        return name.split(".", 1)[0] in keys
 
-    def expand(data):
-        return tariterators.tar_file_expander(data, select_files=select)
+def _decoded(expected: dict[str, set[str]]):
+    """The stage from open shards to the expected samples: only their members are read out (every member
+    checked, `synthfair.shards`), decoded into {__key__, __url__, pixels (H, W) float32, json (the record)}.
+    An expected sample that a shard lacks is an error naming the shard and the key, never a silent gap."""
 
-    def decode(data):
-        for sample in data:
-            if sample["__key__"] in keys and "png" in sample:
-                yield {"__key__": sample["__key__"], "__url__": sample.get("__url__"),
-                       "pixels": decode_png16(sample["png"]), "json": json.loads(sample["json"])}  # fmt: skip
+    def stage(data):
+        for item in data:
+            url, keys = item["url"], expected[item["url"]]
+            found = set()
+            for key, parts in shard_samples(item["stream"], url, wanted=keys.__contains__):
+                where = f"{url}: sample {key!r}"
+                parts = sample_parts(key, parts, url)
+                found.add(key)
+                pixels, record = decode_png(parts["png"], where), decode_record(parts["json"], where)
+                yield {"__key__": key, "__url__": url, "pixels": pixels, "json": record}
+            if found != keys:
+                raise ShardError(
+                    f"{url}: {len(keys - found)} expected samples are missing (e.g. {min(keys - found)!r})",
+                    "check that the release and the subset or samples table belong together; " + FIX,
+                )
 
-    return [expand, tariterators.group_by_keys, decode]
+    return stage
 
 
 def _attach(labels: dict[str, dict[str, Any]]):

@@ -7,7 +7,6 @@ The evaluator reads shards only (never the generator's memory). 16-bit PNGs are 
 from __future__ import annotations
 
 import json
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 
 from synthfair.errors import SynthfairError
 from synthfair.generate import layout
-from synthfair.preprocess import decode_png16
+from synthfair.shards import decode_png, decode_record, sample_parts, shard_samples
 
 
 @dataclass(frozen=True)
@@ -37,16 +36,13 @@ class ReleaseSamples:
 
 
 def iter_shard(tar_path: str | Path) -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
-    """(key, image, record) per sample of one shard, in order."""
-    pending: dict[str, dict[str, bytes]] = {}
-    with tarfile.open(tar_path) as tar:
-        for member in tar:
-            key, _, ext = member.name.partition(".")
-            pending.setdefault(key, {})[ext] = tar.extractfile(member).read()
-            if {"png", "json"} <= set(pending[key]):
-                parts = pending.pop(key)
-                image = decode_png16(parts["png"])
-                yield key, image, json.loads(parts["json"])
+    """(key, image, record) per sample of one shard, in order; every member checked (`synthfair.shards`)."""
+    shard = str(tar_path)
+    with open(tar_path, "rb") as stream:
+        for key, parts in shard_samples(stream, shard):
+            parts = sample_parts(key, parts, shard)
+            where = f"{shard}: sample {key!r}"
+            yield key, decode_png(parts["png"], where), decode_record(parts["json"], where)
 
 
 def read_release(release: str | Path, on_sample=None) -> ReleaseSamples:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from synthfair.errors import SynthfairError
-from synthfair.preprocess import decode_png16
+from synthfair.shards import FIX, ShardError, check_member, decode_png
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,8 @@ class CacheDataset:
         return images, [self.covariates(i) for i in indices]
 
     def _load(self, i: int) -> np.ndarray:
-        data = _read(self.members[i].shard, self.members[i].png)
-        return decode_png16(data)
+        member = self.members[i]
+        return decode_png(_read(member.shard, member.png), f"{member.shard}: sample {i}")
 
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> list[int]:
@@ -104,10 +104,16 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int, rank: int = 0, 
 def _members(shard: Path) -> list[tuple[str, Member]]:
     """(key, Member) per sample of one tar, in order."""
     parts: dict[str, dict[str, tuple[int, int]]] = {}
-    with tarfile.open(shard) as tar:
-        for info in tar:
-            key, _, ext = info.name.partition(".")
-            parts.setdefault(key, {})[ext] = (info.offset_data, info.size)
+    try:
+        with tarfile.open(shard) as tar:
+            for info in tar:
+                check_member(info, str(shard))
+                key, _, ext = info.name.partition(".")
+                if ext in parts.get(key, {}):
+                    raise ShardError(f"{shard}: member {info.name!r} appears twice", FIX)
+                parts.setdefault(key, {})[ext] = (info.offset_data, info.size)
+    except (tarfile.TarError, EOFError) as err:
+        raise ShardError(f"{shard}: not a readable tar ({type(err).__name__})", FIX) from None
     return [
         (key, Member(shard, p["png"], p["json"])) for key, p in parts.items() if "png" in p and "json" in p
     ]
