@@ -254,3 +254,50 @@ def test_missing_file(tmp_path):
         dicom.decode(tmp_path / "nope.dcm")
     with pytest.raises(ImageReadError, match=r"nope\.dcm"):
         dicom.read_header(tmp_path / "nope.dcm")
+
+
+def test_a_header_claiming_a_huge_frame_is_refused_before_decoding(tmp_path):
+    path = dicom_files.write_dicom(
+        tmp_path / "bomb.dcm", ANATOMY, transfer_syntax="rle", extra={"Rows": 20000, "Columns": 20000}
+    )
+    with pytest.raises(ImageReadError, match=r"bomb\.dcm: a DICOM frame of 20000 x 20000"):
+        dicom.decode(path)
+
+
+@pytest.mark.parametrize(("slope", "intercept"), [("inf", "NaN"), ("1", "NaN"), ("0", "0"), ("NaN", "0")])
+def test_a_rescale_that_is_not_finite_is_refused_not_cached_black(tmp_path, slope, intercept):
+    path = dicom_files.write_dicom(tmp_path / "nan.dcm", ANATOMY, rescale=(1.0, 0.0))
+    ds = pydicom.dcmread(path)
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    ds.save_as(path)
+    with pytest.raises(ImageReadError, match=r"nan\.dcm: Rescale(Slope|Intercept)"):
+        dicom.decode(path)
+
+
+@pytest.mark.parametrize("syntax", [None, "rle", "jpeg2000"])
+def test_fuzzed_dicom_files_give_clean_errors(tmp_path, syntax):
+    """Seeded mutants of a valid file (bytes flipped, cut, header values swapped): each decodes to a finite
+    image in [0, 1] or raises the reader's error, never another exception."""
+    import random
+
+    valid = dicom_files.write_dicom(tmp_path / "valid.dcm", ANATOMY, transfer_syntax=syntax).read_bytes()
+    rng = random.Random(f"dicom-{syntax}")
+    refused = 0
+    for i in range(120):
+        data = bytearray(valid)
+        for _ in range(rng.randint(1, 8)):
+            at = rng.randrange(len(data))
+            if rng.random() < 0.1:
+                del data[at:]
+            elif data:
+                data[at] = rng.randrange(256)
+        path = tmp_path / f"m{i}.dcm"
+        path.write_bytes(bytes(data))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                image = dicom.decode(path).image
+            assert np.isfinite(image).all() and image.min() >= 0 and image.max() <= 1
+        except ImageReadError:
+            refused += 1
+    assert refused > 0

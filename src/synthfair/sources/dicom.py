@@ -31,7 +31,9 @@ The rule depends on the header and codestream only, not on pixel values, so one 
 from __future__ import annotations
 
 import logging
+import math
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,9 @@ from pydicom.uid import JPEG2000TransferSyntaxes
 from synthfair.sources.readers import REDOWNLOAD, Decoded, ImageReadError, require_file
 
 LOGGER = logging.getLogger(__name__)
+DAMAGED = (NotImplementedError, ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError)
+DAMAGED += (struct.error, EOFError, OSError)
+MAX_PIXELS = 64 << 20  # per frame (samples included): 8192 x 8192, twice the largest radiograph detector
 AGE_UNITS = {"Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}  # units per year
 _AGE_AS = re.compile(r"^(\d{3})([DWMY])$")
 _AGE_BARE = re.compile(r"^\d{1,3}$")
@@ -55,6 +60,16 @@ def decode(source: str | Path | Dataset) -> Decoded:
     """A DICOM file (or dataset) as a displayed image: frame 0 only for multi-frame files, luminance for
     colour ones; the module docstring gives each step and output range."""
     ds, path = _dataset(source)
+    try:
+        return _decode(ds, path)
+    except ImageReadError:
+        raise
+    except DAMAGED as err:  # pydicom parses elements lazily, on first use: a damaged one fails where read
+        detail = f"{type(err).__name__}: {str(err)[:200]}"
+        raise ImageReadError(f"{path}: damaged DICOM header ({detail})", REDOWNLOAD) from None
+
+
+def _decode(ds: Dataset, path: str) -> Decoded:
     bits = _stored_bits(ds, path)
     raw = _frame0(ds, path, bits)  # (H, W) or (H, W, 3)
     photometric = str(ds.get("PhotometricInterpretation", ""))
@@ -171,6 +186,7 @@ def _frame0(ds: Dataset, path: str, bits: int) -> np.ndarray:
             f"{path}: no decoder installed for {syntax.name} ({syntax})",
             f"install one of: {'; '.join(decoder.missing_dependencies)}",
         )
+    _check_pixel_count(ds, path)
     options = {"bits_stored": bits} if bits != ds.get("BitsStored") else {}
     try:
         return pixel_array(ds, index=0, **options)
@@ -181,7 +197,38 @@ def _frame0(ds: Dataset, path: str, bits: int) -> np.ndarray:
         ) from err
 
 
+def _check_pixel_count(ds: Dataset, path: str) -> None:
+    """Refuse a frame larger than any radiograph before decoding it: the header's size is untrusted (a
+    12 MB RLE file can claim 20000 x 20000 pixels)."""
+    try:
+        rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+        samples = int(ds.get("SamplesPerPixel") or 1)
+    except (TypeError, ValueError) as err:
+        raise ImageReadError(f"{path}: unreadable Rows/Columns ({err})", REDOWNLOAD) from None
+    if rows < 1 or columns < 1 or rows * columns * samples > MAX_PIXELS:
+        raise ImageReadError(
+            f"{path}: a DICOM frame of {rows} x {columns} x {samples} samples, outside 1 .. {MAX_PIXELS}",
+            "radiographs are at most ~4,300 x 4,300 pixels; the header is damaged or not a radiograph",
+        )
+
+
+def _check_rescale(ds: Dataset, path: str) -> None:
+    for name in ("RescaleSlope", "RescaleIntercept"):
+        value = ds.get(name)
+        try:
+            ok = value is None or math.isfinite(float(value))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok or (name == "RescaleSlope" and value is not None and float(value) == 0):
+            raise ImageReadError(
+                f"{path}: {name} {value!r} is not a finite{' non-zero' if name == 'RescaleSlope' else ''} "
+                "number",
+                "the modality LUT would make every pixel NaN or equal; the header is damaged",
+            )
+
+
 def _grey(raw: np.ndarray, ds: Dataset, bits: int, path: str) -> np.ndarray:
+    _check_rescale(ds, path)
     arr = apply_modality_lut(raw, ds)
     if (item := _voi_lut(ds)) is not None:
         arr, lo, hi = _apply_lut(arr, item, ds)
@@ -192,9 +239,15 @@ def _grey(raw: np.ndarray, ds: Dataset, bits: int, path: str) -> np.ndarray:
         lo, hi = _value_range(ds, bits)
     else:
         lo, hi = sorted(_rescaled(ds, _value_range(ds, bits)))  # a negative slope still puts the lowest at 0
-    if hi == lo:
+    if hi == lo or not (math.isfinite(lo) and math.isfinite(hi)):
         raise ImageReadError(f"{path}: DICOM output range is empty ({lo} .. {hi})", "check RescaleSlope")
-    return (arr.astype(np.float64) - lo) / (hi - lo)
+    image = (arr.astype(np.float64) - lo) / (hi - lo)
+    if not np.isfinite(image).all():
+        raise ImageReadError(
+            f"{path}: DICOM pixels are not finite after the modality/VOI transforms",
+            "the header's rescale or LUT is damaged; the image would be cached as black",
+        )
+    return image
 
 
 def _voi_lut(ds: Dataset) -> Dataset | None:
