@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -113,12 +114,18 @@ def served(server, path: str | None = None, method: str = "GET"):
     return [s for s in server.wait_idle() if s.method == method and (path is None or s.path == path)]
 
 
-def assert_complete(dest: Path, release: Path, shards=range(SHARDS)):
+def assert_complete(dest: Path, release: Path, shards=range(SHARDS), committed=True):
     for s in shards:
         assert sha256_file(dest / tar_path(s)) == sha256_file(release / tar_path(s))
-    for name in METADATA:
-        assert (dest / name).read_bytes() == (release / name).read_bytes()
+    for name in METADATA if committed else METADATA[2:]:
+        if name != "SHA256SUMS":
+            assert (dest / name).read_bytes() == (release / name).read_bytes()
     assert not list(dest.rglob("*.part"))
+    if committed:  # what was downloaded verifies with the standard tool, without flags
+        check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=dest, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+        listed = {line.split("  ", 1)[1] for line in (dest / "SHA256SUMS").read_text().splitlines()}
+        assert listed == {*METADATA[:1], *METADATA[2:], *(tar_path(s) for s in shards)}
 
 
 # --- tests ------------------------------------------------------------------------------------------------
@@ -223,7 +230,8 @@ def test_persistently_corrupted_shard_fails_and_is_not_kept(release, tmp_path, c
         assert failure.expected_sha256 == sha256_file(release / tar_path(2))
         assert failure.got_sha256 != failure.expected_sha256 and "mismatch" in failure.reason
         assert not (dest / tar_path(2)).exists() and not (dest / (tar_path(2) + ".part")).exists()
-        assert_complete(dest, release, shards=[0, 1, 3])
+        assert_complete(dest, release, shards=[0, 1, 3], committed=False)  # a failed run commits no manifest
+        assert not (dest / "manifest.json").exists()
         with pytest.raises(SystemExit) as exit_:  # the CLI exits non-zero, names the file and says re-run
             run(app, ["download", server.url, "--dest", str(dest)])
     assert exit_.value.code == 2
@@ -398,3 +406,74 @@ def test_cli_downloads_and_reports(server, release, tmp_path):
 )
 def test_parse_range(header, size, span):
     assert parse_range(header, size) == span
+
+
+def test_a_garbage_sha256sums_is_an_error_and_nothing_unverified_is_kept(release, tmp_path):
+    (release / "SHA256SUMS").write_text("this is not a checksum list\n")
+    (release / "samples.parquet").write_bytes(b"fake")
+    with serve(release) as server, pytest.raises(SynthfairError, match=r"SHA256SUMS, line 1"):
+        download(server.url, tmp_path / "dest")
+    assert not (tmp_path / "dest" / "samples.parquet").exists()
+
+
+def test_metadata_that_sha256sums_does_not_list_is_not_fetched(release, tmp_path):
+    sums = release / "SHA256SUMS"
+    sums.write_text("".join(line + "\n" for line in sums.read_text().splitlines() if "samples" not in line))
+    with serve(release) as server:
+        result = download(server.url, tmp_path / "dest")
+    assert [f.path for f in result.failed] == ["samples.parquet"] and "does not list it" in result.failed[
+        0
+    ].reason
+    assert not (tmp_path / "dest" / "samples.parquet").exists()
+
+
+def test_a_broken_remote_manifest_keeps_the_verified_local_copy(server, release, tmp_path):
+    dest = tmp_path / "dest"
+    assert download(server.url, dest).ok
+    before = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    manifest = json.loads((release / "manifest.json").read_text())
+    manifest["shards"][0]["sha256"] = "0" * 64  # a broken manifest: its shard 0 can never verify
+    (release / "manifest.json").write_text(json.dumps(manifest))
+    sums = (release / "SHA256SUMS").read_text().splitlines()
+    digest = sha256_file(release / "manifest.json")
+    fixed = [f"{digest}  manifest.json" if line.endswith("  manifest.json") else line for line in sums]
+    (release / "SHA256SUMS").write_text("\n".join(fixed) + "\n")
+    result = download(server.url, dest)
+    assert [f.path for f in result.failed] == [tar_path(0)]
+    after = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    assert after == before  # shard, manifest.json and SHA256SUMS as they were
+
+
+class Dropping(RangeRequestHandler):
+    """Sends at most ``limit`` bytes per response, then closes the connection (a flaky proxy)."""
+
+    limit = 3000
+
+    def body(self, path, start, end):
+        left = self.limit
+        for block in super().body(path, start, end):
+            yield block[:left]
+            left -= len(block[:left])
+            if left <= 0:
+                self.close_connection = True
+                return
+
+
+def test_a_server_that_drops_every_response_still_completes(release, tmp_path, monkeypatch):
+    """Scaled down (a server dropping after 1 MB, reads of 8 MB): what arrives is kept and read on from,
+    in smaller range requests once a whole one is dropped."""
+    for name, value in (("CHUNK", 4096), ("MIN_CHUNK", 1024), ("STREAM_READ", 1024)):
+        monkeypatch.setattr(download_module, name, value)
+    with serve(release, handler=Dropping) as server:
+        result = download(server.url, tmp_path / "dest", workers=1)
+        assert result.ok, result.failed
+    assert_complete(tmp_path / "dest", release)
+
+
+@pytest.mark.parametrize("size", [-1, True, "10"])
+def test_a_manifest_with_a_bad_filesize_is_refused(release, tmp_path, size):
+    manifest = json.loads((release / "manifest.json").read_text())
+    manifest["shards"][1]["filesize"] = size
+    (release / "manifest.json").write_text(json.dumps(manifest))
+    with serve(release) as server, pytest.raises(SynthfairError, match=r"shards\[1\] lacks .* filesize >= 0"):
+        download(server.url, tmp_path / "dest")

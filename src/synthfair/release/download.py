@@ -47,7 +47,10 @@ from synthfair.release.source import (
 logger = logging.getLogger(__name__)
 
 METADATA = (MANIFEST, SUMS, "samples.parquet", "shardindex.json", "DATASET_CARD.md")
+MAX_SUMS_BYTES = 64 << 20  # a SHA256SUMS of a million files is ~80 MB: beyond any synthfair release
 CHUNK = 8 << 20  # bytes per read from the source (and per HTTP range request when resuming)
+MIN_CHUNK = 64 << 10  # the smallest range request, after connections dropped mid-read
+STREAM_READ = 1 << 20  # bytes per read of a streamed (non-range) transfer: kept if the connection drops
 
 
 @dataclass(frozen=True)
@@ -201,17 +204,22 @@ def download(
     total = sum(f.remaining or 0 for f in plan.to_fetch if f.path != MANIFEST)  # the manifest is already read
     with _progress(total, on_bytes) as tick:
         fetch = _Fetcher(plan.source, plan.dest, plan.trusted, verify_existing, tick)
-        outcomes = [fetch(files[SUMS])]
-        sums = _read_sums(plan, outcomes[0])
+        sums_outcome, sums = _read_sums(plan, files[SUMS])
+        tick(sums_outcome.bytes)
+        outcomes = [sums_outcome]
         jobs = [
             replace(f, sha256=f.sha256 or sums.get(f.path)) for f in plan.files if f.path not in METADATA[:2]
         ]
-        if outcomes[0].status == "failed":  # metadata files cannot be verified without it: leave them
-            reason = f"not fetched: {SUMS}, which holds its sha256, could not be fetched"
+        if sums_outcome.status != "absent":  # metadata files are fetched only if SHA256SUMS vouches for them
+            reason = f"not fetched: {SUMS} does not list it, so it cannot be verified"
+            if sums_outcome.status == "failed":
+                reason = f"not fetched: {SUMS}, which holds its sha256, could not be fetched"
             outcomes += [
-                _Outcome(f.path, "failed", 0, FailedFile(f.path, reason)) for f in jobs if f.size is None
+                _Outcome(f.path, "failed", 0, FailedFile(f.path, reason))
+                for f in jobs
+                if f.size is None and f.sha256 is None
             ]
-            jobs = [f for f in jobs if f.size is not None]
+            jobs = [f for f in jobs if f.size is not None or f.sha256 is not None]
         with ThreadPoolExecutor(workers, thread_name_prefix="download") as pool:
             try:
                 outcomes += list(pool.map(fetch, jobs))
@@ -219,29 +227,49 @@ def download(
                 fetch.stop.set()
                 pool.shutdown(cancel_futures=True)
                 raise
-    if not plan.trusted:  # last: from now on, present files are trusted
-        atomic_write(plan.dest / MANIFEST, lambda f: f.write(plan.manifest_bytes))
-        outcomes.append(_Outcome(MANIFEST, "fetched", len(plan.manifest_bytes)))
+    if not any(o.status == "failed" for o in outcomes):  # a run that failed somewhere commits nothing
+        if sums:  # the sums of what DEST holds: `sha256sum -c SHA256SUMS` passes there, without flags
+            held = [(p, d) for p, d in sums.items() if (plan.dest / p).is_file() or p == MANIFEST]
+            text = "".join(f"{d}  {p}\n" for p, d in held)
+            if not (plan.dest / SUMS).is_file() or (plan.dest / SUMS).read_text() != text:
+                atomic_write(plan.dest / SUMS, lambda f: f.write(text.encode()))
+        if not plan.trusted:  # last: from now on, present files are trusted
+            atomic_write(plan.dest / MANIFEST, lambda f: f.write(plan.manifest_bytes))
+            outcomes.append(_Outcome(MANIFEST, "fetched", len(plan.manifest_bytes)))
     return _result(plan, outcomes, False, start)
 
 
-def _read_sums(plan: DownloadPlan, outcome: _Outcome) -> dict[str, str]:
-    """``SHA256SUMS`` as {path: sha256}; its line for manifest.json must match the manifest read."""
-    path = plan.dest / SUMS
-    if outcome.status == "absent":
+def _read_sums(plan: DownloadPlan, item: PlannedFile) -> tuple[_Outcome, dict[str, str]]:
+    """(outcome, ``SHA256SUMS`` as {path: sha256}): DEST's own copy when DEST trusts the manifest, else the
+    release's, read into memory (bounded) and checked: every line well-formed, and its line for
+    manifest.json matching the manifest read. Nothing in DEST changes here."""
+    local = plan.dest / SUMS
+    if plan.trusted and item.state == "present":
+        return _Outcome(SUMS, "skipped"), parse_sums(local.read_text(), str(local))
+    where = f"{plan.source.url}/{SUMS}"
+    try:
+        with plan.source.fs.open(plan.source.path(SUMS), "rb") as f:
+            data = f.read(MAX_SUMS_BYTES + 1)
+    except FileNotFoundError:
         logger.warning("%s has no %s: its metadata files cannot be verified", plan.source.url, SUMS)
-    if outcome.status in ("absent", "failed") or not path.is_file():
-        return {}
-    sums = parse_sums(path.read_text())
+        return _Outcome(SUMS, "absent"), {}
+    except Exception as err:  # network errors of any backend
+        return _Outcome(SUMS, "failed", 0, FailedFile(SUMS, f"{type(err).__name__}: {err}")), {}
+    if len(data) > MAX_SUMS_BYTES:
+        hint = "check the URL: it should be a release written by `synthfair finalize`"
+        raise SynthfairError(f"{where} is larger than {MAX_SUMS_BYTES} bytes: not a checksum list", hint)
+    try:
+        sums = parse_sums(data.decode("utf-8"), where)
+    except UnicodeDecodeError:
+        raise SynthfairError(f"{where} is not UTF-8 text", "the release's checksum list is damaged") from None
     expected = hashlib.sha256(plan.manifest_bytes).hexdigest()
     if sums.get(MANIFEST, expected) != expected:
-        path.unlink()
         raise SynthfairError(
-            f"{plan.source.url}/{SUMS} lists {MANIFEST} with sha256 {sums[MANIFEST]}, but the manifest read "
+            f"{where} lists {MANIFEST} with sha256 {sums[MANIFEST]}, but the manifest read "
             f"has {expected}: the two files are from different versions of the release",
             "the release may be being updated: re-run `synthfair download` in a few minutes",
         )
-    return sums
+    return _Outcome(SUMS, "fetched", len(data)), sums
 
 
 class _Fetcher:
@@ -264,7 +292,6 @@ class _Fetcher:
             else:
                 logger.warning("%s: the copy in %s does not match the release; fetching it again", item.path,
                                self.dest)  # fmt: skip
-            final.unlink()
         try:
             return self._fetch(item, final)
         except FileNotFoundError:
@@ -276,17 +303,38 @@ class _Fetcher:
             return _Outcome(item.path, "failed", 0, FailedFile(item.path, f"{type(err).__name__}: {err}"))
 
     def _fetch(self, item: PlannedFile, final: Path) -> _Outcome:
-        part, fetched = _part(final), 0
-        for attempt in range(2):  # the second attempt starts from scratch
-            n, digest = self._transfer(item, part, resume=attempt == 0 and item.size is not None)
+        part, fetched, fresh, had, block = _part(final), 0, 0, -1, CHUNK
+        resume = item.size is not None
+        while True:
+            try:
+                n, digest = self._transfer(item, part, resume, block)
+            except (InterruptedError, FileNotFoundError):
+                raise
+            except Exception:  # a dropped connection: go on from what arrived, in smaller reads if none did
+                size = part.stat().st_size if part.is_file() else 0
+                if not resume or (size <= had and block <= MIN_CHUNK):
+                    raise
+                block = block if size > had else max(block // 4, MIN_CHUNK)
+                had = size
+                continue
             fetched += n
             size = part.stat().st_size
             if (item.size is None or size == item.size) and (item.sha256 is None or digest == item.sha256):
                 os.replace(part, final)  # verified: only now does the file get its name
                 return _Outcome(item.path, "fetched", fetched)
+            if item.size is not None and size < item.size:  # the source stopped early: keep what came
+                if size <= had:  # no progress (or a source that cannot resume and stops early)
+                    reason = f"the source stopped at byte {size} of {item.size}; those are kept: re-run"
+                    return _Outcome(item.path, "failed", fetched, FailedFile(item.path, reason))
+                had = size
+                continue  # progress: ask for the rest
             logger.warning("%s: got %d bytes with sha256 %s, expected %s bytes with sha256 %s", item.path,
                            size, digest, item.size, item.sha256)  # fmt: skip
             part.unlink()
+            fresh += 1
+            resume = False
+            if fresh == 2:  # wrong twice from the start: the source's copy is damaged
+                break
         reason = (
             f"checksum mismatch twice: expected sha256 {item.sha256} ({item.size} bytes), "
             f"got {digest} ({size} bytes)"
@@ -302,7 +350,7 @@ class _Fetcher:
             return self.trusted  # nothing to check it against: keep it only if this manifest vouches for it
         return sha256_file(final) == item.sha256
 
-    def _transfer(self, item: PlannedFile, part: Path, resume: bool) -> tuple[int, str]:
+    def _transfer(self, item: PlannedFile, part: Path, resume: bool, block: int = 0) -> tuple[int, str]:
         """Fill ``part`` from the source; (bytes read from the source, sha256 of the whole part)."""
         offset = part.stat().st_size if resume and part.is_file() else 0
         if item.size is not None and offset > item.size:
@@ -311,22 +359,26 @@ class _Fetcher:
             offset = 0
         if offset:
             try:
-                return self._copy(item, part, offset)
+                return self._copy(item, part, offset, block or CHUNK)
             except ValueError as err:  # fsspec: "The HTTP server doesn't appear to support range requests"
                 logger.info("%s: cannot resume at byte %d (%s); starting over", item.path, offset, err)
-        return self._copy(item, part, 0)
+        return self._copy(item, part, 0, block or CHUNK)
 
-    def _copy(self, item: PlannedFile, part: Path, offset: int) -> tuple[int, str]:
+    def _copy(self, item: PlannedFile, part: Path, offset: int, size: int) -> tuple[int, str]:
+        """Read the source from ``offset`` in reads of ``size`` bytes (each its own range request when
+        resuming; what arrived is flushed after every read, so a dropped connection keeps it)."""
         digest, fetched = hashlib.sha256(), 0
-        with _open_remote(self.source, item, offset) as remote, open(part, "r+b" if offset else "wb") as out:
+        remote_cm = _open_remote(self.source, item, offset, size)
+        with remote_cm as remote, open(part, "r+b" if offset else "wb") as out:
             _hash_prefix(out, digest, offset)
-            while block := remote.read(CHUNK):
+            while block := remote.read(min(size, STREAM_READ) if offset == 0 and size >= CHUNK else size):
                 if self.stop.is_set():  # interrupted: keep the .part as it is, for the next run
                     raise InterruptedError(f"{item.path}: stopped")
                 out.write(block)
                 digest.update(block)
                 fetched += len(block)
                 self.tick(len(block))
+                out.flush()
                 if item.size is not None and offset + fetched > item.size:
                     break  # more than the manifest says: stop here, verification will reject it
             out.flush()
@@ -344,13 +396,13 @@ def _hash_prefix(f, digest, nbytes: int) -> None:
     f.truncate()
 
 
-def _open_remote(source: Source, item: PlannedFile, offset: int):
-    """A readable file at ``offset``: one streamed GET from the start, or range reads of CHUNK bytes."""
+def _open_remote(source: Source, item: PlannedFile, offset: int, block: int):
+    """A readable file at ``offset``: one streamed GET from the start, or range reads of ``block`` bytes."""
     path = source.path(item.path)
     size = {"size": item.size} if item.size is not None else {}  # known size: no HEAD request over HTTP
-    if offset == 0:
+    if offset == 0 and block >= CHUNK:  # after a dropped read (smaller blocks): range requests from byte 0
         return source.fs.open(path, "rb", **({"block_size": 0} if source.streams else {}), **size)
-    remote = source.fs.open(path, "rb", block_size=CHUNK, cache_type="none", **size)
+    remote = source.fs.open(path, "rb", block_size=block or CHUNK, cache_type="none", **size)
     remote.seek(offset)
     return remote
 

@@ -26,6 +26,7 @@ INSTALL_HINTS = {
 }
 SHARD_FILE = re.compile(r"(\d+)\.tar")
 HEX64 = re.compile(r"[0-9a-f]{64}")
+SUMS_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](\S(?:.*\S)?)")  # sha256sum's text and binary modes
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,14 @@ def _check_shards(shards: Any, where: str) -> None:
             isinstance(entry, dict)
             and isinstance(entry.get("url"), str)
             and isinstance(entry.get("filesize"), int)
+            and not isinstance(entry["filesize"], bool)
+            and entry["filesize"] >= 0
             and isinstance(entry.get("sha256"), str)
             and HEX64.fullmatch(entry["sha256"])
         )
         if not ok:
             raise SynthfairError(
-                f"{where}: shards[{i}] lacks a url, an integer filesize or a sha256: {entry!r}",
+                f"{where}: shards[{i}] lacks a url, a filesize >= 0 or a sha256: {str(entry)[:300]}",
                 "re-run `synthfair finalize` on the release",
             )
         safe_relpath(entry["url"], f"{where}: shards[{i}].url")
@@ -186,11 +189,31 @@ def check_known(wanted: list[int], known: dict[int, Any], subset: str | Path) ->
     return wanted
 
 
-def parse_sums(text: str) -> dict[str, str]:
-    """``SHA256SUMS`` (``<sha256>  <path>`` lines, as written by ``sha256sum``) as {path: sha256}."""
+def parse_sums(text: str, where: str = SUMS) -> dict[str, str]:
+    """``SHA256SUMS`` (``<sha256>  <path>`` lines, as written by ``sha256sum``) as {path: sha256}. Every
+    non-blank line must be one, with a relative path that stays in the release: a damaged list is an error,
+    never a silent "nothing to verify"."""
     sums = {}
-    for line in text.splitlines():
-        digest, _, name = line.strip().partition(" ")
-        if HEX64.fullmatch(digest):
-            sums[name.strip().lstrip("*")] = digest
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = SUMS_LINE.fullmatch(line.rstrip("\r"))
+        name = match and match.group(2)
+        if not match or not safe_relative(name) or name in sums:
+            shown = line[:120] + ("..." if len(line) > 120 else "")
+            what = "a repeated path" if match and name in sums else "not `<sha256>  <relative path>`"
+            raise SynthfairError(
+                f"{where}, line {number}: {shown!r} is {what}",
+                "the release's checksum list is damaged: re-run `synthfair finalize` on it, or tell its "
+                "maintainers",
+            )
+        sums[name] = match.group(1).lower()
+    if not sums:
+        raise SynthfairError(f"{where} lists no file", "the release's checksum list is damaged or empty")
     return sums
+
+
+def safe_relative(path: str) -> bool:
+    """Whether ``path`` (from a release: untrusted) is relative and stays under the release's root."""
+    pure = PurePosixPath(path)
+    return bool(path) and not pure.is_absolute() and ".." not in pure.parts and "\\" not in path
