@@ -131,3 +131,17 @@ def test_several_sources_share_one_index_and_reingest_replaces_only_one(source, 
     assert len(again) == len(index) and sorted(again["sample_key"]) == sorted(index["sample_key"])
     summary = json.loads((index_dir / "index.json").read_text())
     assert set(summary["sources"]) == {"nih", "phantom"} and summary["rows"] == len(index)
+
+
+def test_a_huge_unmapped_value_costs_little_and_is_echoed_short(tmp_path):
+    rows = [phantom_row(i) for i in range(3)]
+    write_phantom_source(tmp_path / "src", rows)
+    rows[1] = {**rows[1], "sex": "x" * 5_000_000}
+    write_phantom_source(tmp_path / "src", rows, images=False)
+    with pytest.raises(SynthfairError) as err:
+        ingest("phantom", tmp_path / "src", tmp_path / "stop")
+    assert "5000000 characters" in str(err.value) and len(str(err.value)) < 2000
+    report = ingest("phantom", tmp_path / "src", tmp_path / "skip", SKIP)
+    assert dict(report.quarantined) == {"unmapped_value": 1}
+    quarantine = read_quarantine(tmp_path / "skip")
+    assert len(quarantine["reason"][0]) < 2000 and len(quarantine["fields"][0]) < 5000

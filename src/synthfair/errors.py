@@ -34,7 +34,24 @@ class AssetError(SynthfairError):
     """A downloaded or cached data file is missing, corrupt or cannot be fetched."""
 
 
+MAX_SHOWN = 200  # characters of an input value echoed in an error (values may be megabytes)
+
+
+def shown(value: object, limit: int = MAX_SHOWN) -> str:
+    """``repr(value)``, cut to ``limit`` characters with the full length said: safe to echo any input."""
+    text = repr(value) if not isinstance(value, str) or len(value) <= 4 * limit else repr(value[: 4 * limit])
+    if len(text) <= limit:
+        return text
+    length = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters shown"
+    return f"{text[:limit]}... ({length})"
+
+
 def did_you_mean(value: str, options: Iterable[str]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the closest option, or ``""`` when nothing is close."""
-    close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1, cutoff=0.6)
+    """Return ``" (did you mean 'x'?)"`` for the closest option, or ``""`` when nothing is close (or the
+    value is far longer than any option: the comparison would cost seconds for nothing)."""
+    options = [str(o) for o in options]
+    value = str(value) if not isinstance(value, str) else value
+    if len(value) > max((len(o) for o in options), default=0) * 2 + 20:
+        return ""
+    close = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

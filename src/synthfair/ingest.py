@@ -263,7 +263,7 @@ def _split(official: Any, patient_key: str, fractions: tuple[float, float, float
 def _fields_text(fields: Any) -> str | None:
     if not fields:
         return None
-    return "; ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+    return "; ".join(f"{k}={_short(str(v))}" for k, v in fields.items() if v is not None)
 
 
 def _report_json(report: IngestReport, root: Path, config: IngestConfig, taxonomy: Taxonomy) -> dict:

@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import Any
 
 from synthfair.config import read_yaml
-from synthfair.errors import TaxonomyError, did_you_mean
+from synthfair.errors import TaxonomyError, did_you_mean, shown
 
 SCHEMA = "synthfair.taxonomy/1"
 KINDS = ("continuous", "categorical", "multilabel")
@@ -216,7 +216,7 @@ class SourceMapping:
         if self.default is not _NO_DEFAULT:
             return self.default
         raise TaxonomyError(
-            f"{_at(where)}unmapped raw value {raw!r} for covariate {self.covariate!r} of source "
+            f"{_at(where)}unmapped raw value {shown(raw)} for covariate {self.covariate!r} of source "
             f"{self.source!r} (field {', '.join(self.fields)}){did_you_mean(raw, self.map)}",
             hint=f"add it under sources.{self.source}.covariates.{self.covariate}.map in "
             f"{self.taxonomy_path} (map it to null if it means missing)",
