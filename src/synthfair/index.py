@@ -98,14 +98,18 @@ def to_table(records: Sequence[Mapping[str, Any]], taxonomy: Taxonomy) -> pa.Tab
 def write_source(out: str | Path, source: str, table: pa.Table, quarantine: pa.Table, report: dict) -> None:
     """Replace ``source``'s rows, quarantine and report in the index at ``out``, then rebuild the index.
 
-    Each file is written atomically; ``index.json`` is written last, so an interrupted ingest leaves either
-    the old state or the new one, and re-running the ingest finishes it."""
+    Each file is written atomically, and the files of one version carry its token (in the Parquet footer,
+    in the JSON): a source's report, quarantine and part are used together only when their tokens agree, and
+    ``index.parquet`` only with the ``index.json`` written after it. An interrupted ingest therefore leaves
+    the old version, or a mismatch that readers refuse with the fix (re-run the ingest), never a mix."""
     out = Path(out)
     for sub in ("sources", "quarantine", "reports"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    write_json(out / "reports" / f"{source}.json", report)  # before the part: a part always has a report
-    _write_parquet(out / "quarantine" / f"{source}.parquet", quarantine)
-    _write_parquet(out / "sources" / f"{source}.parquet", table)
+    stable = {k: v for k, v in report.items() if k != "ingested_at"}  # the same input: the same bytes
+    token = _token(json.dumps(stable, sort_keys=True, default=str), _digest(table), _digest(quarantine))
+    write_json(out / "reports" / f"{source}.json", {**report, TOKEN: token})
+    _write_parquet(out / "quarantine" / f"{source}.parquet", quarantine, token)
+    _write_parquet(out / "sources" / f"{source}.parquet", table, token)  # last of the source's files
     rebuild(out)
 
 
@@ -113,21 +117,17 @@ def rebuild(out: str | Path) -> pa.Table:
     """Concatenate every source's part into ``index.parquet`` and write ``index.json``."""
     out = Path(out)
     parts = sorted((out / "sources").glob("*.parquet"))
-    tables = [pq.read_table(p) for p in parts]
+    tables = [_without_token(pq.read_table(p)) for p in parts]
     _check_same_schema(tables, parts)
     table = pa.concat_tables(tables) if tables else pa.table({})
     if tables:
         table = table.sort_by([("dataset", "ascending"), ("sample_key", "ascending")])
-    _write_parquet(out / INDEX_FILE, table)
-    summary = {"schema": SCHEMA, "rows": table.num_rows, "sources": {}}
+    reports = {part.stem: _source_report(out, part) for part in parts}
+    token = _token(*(r.get(TOKEN, "") for r in reports.values()), table.num_rows)
+    _write_parquet(out / INDEX_FILE, table, token)
+    summary = {"schema": SCHEMA, "rows": table.num_rows, "sources": {}, TOKEN: token}
     for part in parts:
-        report_path = out / "reports" / f"{part.stem}.json"
-        if not report_path.is_file():
-            raise SynthfairError(
-                f"{part} has no ingest report ({report_path} is missing)",
-                f"re-run `synthfair ingest {part.stem} ...` into {out}, or delete {part}",
-            )
-        report = json.loads(report_path.read_text())
+        report = reports[part.stem]
         summary["sources"][part.stem] = {
             "rows": report["counts"]["indexed"],
             "quarantined": report["counts"]["quarantined"],
@@ -142,7 +142,8 @@ def read_index(path: str | Path, sources: Iterable[str] | None = None) -> pd.Dat
     """The index at ``path`` (an index directory or an index.parquet file) as a DataFrame."""
     file = _index_file(path)
     filters = [("dataset", "in", list(sources))] if sources else None
-    return pq.read_table(file, filters=filters).to_pandas(types_mapper=_nullable)
+    table = _without_token(pq.read_table(file, filters=filters))
+    return table.to_pandas(types_mapper=_nullable)
 
 
 def count_rows(path: str | Path) -> int:
@@ -155,7 +156,7 @@ def read_quarantine(path: str | Path) -> pd.DataFrame:
     parts = sorted((Path(path) / "quarantine").glob("*.parquet"))
     if not parts:
         return QUARANTINE_SCHEMA.empty_table().to_pandas()
-    return pa.concat_tables([pq.read_table(p) for p in parts]).to_pandas()
+    return pa.concat_tables([_without_token(pq.read_table(p)) for p in parts]).to_pandas()
 
 
 def _index_file(path: str | Path) -> Path:
@@ -166,7 +167,56 @@ def _index_file(path: str | Path) -> Path:
             f"no index at {path} ({file.name} not found)",
             "build one with `synthfair ingest SOURCE --root DIR --out INDEX_DIR`",
         )
+    summary = file.parent / "index.json"
+    if summary.is_file():  # one version's files together: the summary written last names the index's token
+        expected = json.loads(summary.read_text()).get(TOKEN)
+        if expected is not None and _file_token(file) != expected:
+            raise SynthfairError(
+                f"{file} and {summary} are from different versions: an ingest was interrupted",
+                "re-run the last `synthfair ingest` into this index; it finishes the update",
+            )
     return file
+
+
+TOKEN = "version_token"  # in index.json and reports, and in the Parquet footers (schema metadata)
+
+
+def _token(*parts: object) -> str:
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+def _digest(table: pa.Table) -> str:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue()).hexdigest()
+
+
+def _file_token(path: Path) -> str | None:
+    metadata = pq.read_schema(path).metadata or {}
+    value = metadata.get(TOKEN.encode())
+    return None if value is None else value.decode()
+
+
+def _without_token(table: pa.Table) -> pa.Table:
+    metadata = dict(table.schema.metadata or {})
+    metadata.pop(TOKEN.encode(), None)
+    return table.replace_schema_metadata(metadata or None)
+
+
+def _source_report(out: Path, part: Path) -> dict[str, Any]:
+    """A source's report, if its part and quarantine are of the same version (same token)."""
+    report_path = out / "reports" / f"{part.stem}.json"
+    hint = f"re-run `synthfair ingest {part.stem} ...` into {out}: it finishes the interrupted update"
+    if not report_path.is_file():
+        missing = f"{part} has no ingest report ({report_path} is missing)"
+        raise SynthfairError(missing, f"{hint}, or delete it")
+    report = json.loads(report_path.read_text())
+    quarantine = out / "quarantine" / part.name
+    tokens = {report.get(TOKEN), _file_token(part), _file_token(quarantine) if quarantine.is_file() else None}
+    if len(tokens - {None}) > 1:
+        raise SynthfairError(f"{part.stem}'s part, quarantine and report are from different ingests", hint)
+    return report
 
 
 def _nullable(dtype: pa.DataType) -> Any:
@@ -184,5 +234,8 @@ def _check_same_schema(tables: list[pa.Table], parts: list[Path]) -> None:
             )
 
 
-def _write_parquet(path: Path, table: pa.Table) -> None:
+def _write_parquet(path: Path, table: pa.Table, token: str | None = None) -> None:
+    if token is not None:
+        metadata = {**(table.schema.metadata or {}), TOKEN.encode(): token.encode()}
+        table = table.replace_schema_metadata(metadata)
     atomic_write(path, lambda f: pq.write_table(table, f, compression="zstd"))
