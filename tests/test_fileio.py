@@ -47,3 +47,16 @@ def test_atomic_write_honours_the_umask_like_open(tmp_path):
         assert stat.S_IMODE((tmp_path / "private.json").stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_remove_temporaries_takes_only_what_atomic_write_leaves(tmp_path):
+    from synthfair.fileio import remove_temporaries
+
+    (tmp_path / "sub").mkdir()
+    left = [tmp_path / ".index.json.k3j_x9a2.tmp", tmp_path / "sub" / ".a.parquet.abcdefgh.tmp"]
+    kept = [tmp_path / ".hidden.tmp", tmp_path / "data.tmp", tmp_path / "index.json"]
+    for path in left + kept:
+        path.write_bytes(b"x")
+    assert remove_temporaries(tmp_path) == 1 and not left[0].exists() and left[1].exists()
+    assert remove_temporaries(tmp_path, recursive=True) == 1 and not left[1].exists()
+    assert all(path.exists() for path in kept)

@@ -54,11 +54,13 @@ def test_bytes_do_not_depend_on_workers_and_resume_redoes_only_missing_shards(in
     assert _tars(tmp_path / "one") == _tars(tmp_path / "two")
     (tmp_path / "two" / "shards" / "000001_stats.json").unlink()  # as if killed while writing shard 1
     (tmp_path / "two" / "shards" / "000001.tar").write_bytes(b"partial")
+    leftover = tmp_path / "two" / "shards" / ".000001.tar.ab12cd34.tmp"  # a kill inside atomic_write
+    leftover.write_bytes(b"half a shard")
     done = (tmp_path / "two" / "shards" / "000000.tar").stat().st_mtime_ns
     result = preprocess(index_dir, tmp_path / "two", PreprocessConfig(size=16, shard_size=3, workers=1))
     assert result.processed == 3
     assert (tmp_path / "two" / "shards" / "000000.tar").stat().st_mtime_ns == done
-    assert _tars(tmp_path / "one") == _tars(tmp_path / "two")
+    assert _tars(tmp_path / "one") == _tars(tmp_path / "two") and not leftover.exists()
 
 
 def test_unreadable_images_are_recorded_not_dropped(index_dir, tmp_path):
@@ -97,3 +99,41 @@ def test_dicom_sources_go_through_with_display_intensities(tmp_path):
     j2k = samples[f"vindr_{image_id('train', 1)}"]  # JPEG 2000, 16 bits stored, MONOCHROME2
     expected = fit_image(anatomy((32, 40), bits=16) / 65535.0, 16, "stretch")
     np.testing.assert_allclose(j2k["image"], expected, atol=1 / 65535)
+
+
+WORKER_OF_A_KILLED_PARENT = """
+import multiprocessing as mp, os, signal, sys, time
+from synthfair.environment import die_with_parent
+
+def pid(_):
+    return os.getpid()
+
+if __name__ == "__main__":
+    pool = mp.get_context("spawn").Pool(1, initializer=die_with_parent)
+    print(pool.apply(pid, (0,)), flush=True)
+    pool.apply_async(time.sleep, (120,))  # a busy worker: without the death signal it would run on
+    time.sleep(1)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_pool_workers_die_with_their_killed_parent(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(WORKER_OF_A_KILLED_PARENT)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == -9, run.stderr
+    worker = int(run.stdout.split()[0])
+    for _ in range(300):  # the kernel kills it at once; the loop only waits for the reaper
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        if open(f"/proc/{worker}/stat").read().split()[2] == "Z":
+            return  # killed, not yet reaped
+        time.sleep(0.1)
+    raise AssertionError(f"worker {worker} outlived its killed parent by 30 s")

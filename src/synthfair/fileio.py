@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,25 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's mkstemp names look like
+
+
+def remove_temporaries(directory: str | Path, recursive: bool = False) -> int:
+    """Delete the temporary files that a killed `atomic_write` left in ``directory`` (and below, with
+    ``recursive``); the number removed. Only for directories with a single writer at a time (an index, a
+    cache, a download): another writer's file in flight would be removed too."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    found = directory.rglob(".*.tmp") if recursive else directory.glob(".*.tmp")
+    removed = 0
+    for path in found:
+        if _TEMPORARY.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _umask() -> int:

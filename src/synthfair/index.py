@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthfair.errors import SynthfairError
-from synthfair.fileio import atomic_write, write_json
+from synthfair.fileio import atomic_write, remove_temporaries, write_json
 from synthfair.taxonomy import Taxonomy
 
 SCHEMA = "synthfair.index/1"
@@ -105,6 +105,7 @@ def write_source(out: str | Path, source: str, table: pa.Table, quarantine: pa.T
     out = Path(out)
     for sub in ("sources", "quarantine", "reports"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    remove_temporaries(out, recursive=True)  # a killed ingest's half-written files (one ingest at a time)
     stable = {k: v for k, v in report.items() if k != "ingested_at"}  # the same input: the same bytes
     token = _token(json.dumps(stable, sort_keys=True, default=str), _digest(table), _digest(quarantine))
     write_json(out / "reports" / f"{source}.json", {**report, TOKEN: token})

@@ -38,8 +38,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 import synthfair
+from synthfair.environment import die_with_parent
 from synthfair.errors import SynthfairError
-from synthfair.fileio import atomic_write, sha256_file, write_json
+from synthfair.fileio import atomic_write, remove_temporaries, sha256_file, write_json
 from synthfair.index import read_index
 from synthfair.sources.readers import ImageReadError, read_image
 from synthfair.taxonomy import Taxonomy, load_taxonomy
@@ -106,6 +107,7 @@ def preprocess(
     (out / "shards").mkdir(parents=True, exist_ok=True)
     request = _request(rows, config, taxonomy)
     _claim(out, request)
+    remove_temporaries(out / "shards")  # a killed run's half-written files (this run is the only writer)
     shards = [rows[i : i + config.shard_size] for i in range(0, len(rows), config.shard_size)]
     todo = [i for i in range(len(shards)) if not _stats_path(out, i).exists()]
     tick = on_image or (lambda n: None)
@@ -246,7 +248,7 @@ class _Serial:
 def _pool(config: PreprocessConfig):
     if config.workers == 1:
         return _Serial()
-    return mp.get_context("spawn").Pool(config.workers)
+    return mp.get_context("spawn").Pool(config.workers, initializer=die_with_parent)
 
 
 def _encode(row: dict, config: PreprocessConfig) -> dict:

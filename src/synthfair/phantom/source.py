@@ -31,7 +31,7 @@ from PIL import Image
 
 import synthfair
 from synthfair.config import config_to_dict
-from synthfair.environment import package_version
+from synthfair.environment import die_with_parent, package_version
 from synthfair.errors import SynthfairError
 from synthfair.fileio import atomic_write, write_json
 from synthfair.phantom.simulator import TRAITS, Phantom, PhantomConfig, Subject
@@ -189,6 +189,7 @@ _WORKER: Phantom | None = None
 def _init_worker(config: PhantomConfig, anatomy) -> None:
     import torch
 
+    die_with_parent()
     torch.set_num_threads(1)
     global _WORKER
     _WORKER = Phantom(config, anatomy=anatomy)

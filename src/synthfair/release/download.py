@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from synthfair.errors import ConfigError, SynthfairError
-from synthfair.fileio import HASH_BLOCK, atomic_write, sha256_file
+from synthfair.fileio import HASH_BLOCK, atomic_write, remove_temporaries, sha256_file
 from synthfair.release.source import (
     MANIFEST,
     SUMS,
@@ -200,6 +200,7 @@ def download(
     if dry_run:
         return _result(plan, [], True, start)
     plan.dest.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(plan.dest, recursive=True)  # a killed run's half-written metadata (.part files stay)
     files = {f.path: f for f in plan.files}
     total = sum(f.remaining or 0 for f in plan.to_fetch if f.path != MANIFEST)  # the manifest is already read
     with _progress(total, on_bytes) as tick:
