@@ -136,12 +136,22 @@ def test_several_sources_share_one_index_and_reingest_replaces_only_one(source, 
 def test_a_huge_unmapped_value_costs_little_and_is_echoed_short(tmp_path):
     rows = [phantom_row(i) for i in range(3)]
     write_phantom_source(tmp_path / "src", rows)
-    rows[1] = {**rows[1], "sex": "x" * 5_000_000}
+    rows[1] = {**rows[1], "sex": "x" * 500_000}
     write_phantom_source(tmp_path / "src", rows, images=False)
     with pytest.raises(SynthfairError) as err:
         ingest("phantom", tmp_path / "src", tmp_path / "stop")
-    assert "5000000 characters" in str(err.value) and len(str(err.value)) < 2000
+    assert "500000 characters" in str(err.value) and len(str(err.value)) < 2000
     report = ingest("phantom", tmp_path / "src", tmp_path / "skip", SKIP)
     assert dict(report.quarantined) == {"unmapped_value": 1}
     quarantine = read_quarantine(tmp_path / "skip")
     assert len(quarantine["reason"][0]) < 2000 and len(quarantine["fields"][0]) < 5000
+
+
+def test_a_metadata_line_beyond_any_row_is_refused_before_it_is_read(tmp_path):
+    rows = [phantom_row(i) for i in range(3)]
+    write_phantom_source(tmp_path / "src", rows)
+    rows[2] = {**rows[2], "sex": "y" * (2 << 20)}
+    write_phantom_source(tmp_path / "src", rows, images=False)
+    with pytest.raises(SynthfairError, match=r"metadata.csv, line 4: longer than 1048576 bytes") as err:
+        ingest("phantom", tmp_path / "src", tmp_path / "index", SKIP)
+    assert "SHA256SUMS" in err.value.hint and len(str(err.value)) < 1000

@@ -14,6 +14,7 @@ raises `SourceError` at once.
 
 from __future__ import annotations
 
+import gzip
 import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -140,6 +141,7 @@ def read_table(path: Path, required: Iterable[str] = (), **kwargs: Any) -> pd.Da
         if path.suffix.lower() in (".xlsx", ".xls"):
             table = pd.read_excel(path, dtype=str, engine="openpyxl", **kwargs)
         else:
+            _check_line_lengths(path)
             table = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], **kwargs)
     except (OSError, EOFError, ValueError, zlib.error, pd.errors.ParserError) as err:  # gz: EOF, zlib errors
         raise SourceError(
@@ -147,6 +149,30 @@ def read_table(path: Path, required: Iterable[str] = (), **kwargs: Any) -> pd.Da
         ) from None
     check_columns(table, required, path)
     return table.astype(object).where(table.notna(), None)
+
+
+MAX_LINE_BYTES = 1 << 20  # no metadata row of any CXR source comes near; a longer line is damage or an attack
+
+
+def _check_line_lengths(path: Path) -> None:
+    """Refuse a CSV with a line longer than `MAX_LINE_BYTES` before pandas reads it whole into memory."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rb") as f:
+        number, length = 1, 0
+        while block := f.read(1 << 20):
+            start = 0
+            while (end := block.find(b"\n", start)) != -1:
+                if length + end - start > MAX_LINE_BYTES:
+                    break
+                number, length, start = number + 1, 0, end + 1
+            else:
+                length += len(block) - start
+                if length <= MAX_LINE_BYTES:
+                    continue
+            raise SourceError(
+                f"{path}, line {number}: longer than {MAX_LINE_BYTES} bytes, which no metadata row is",
+                "the file is damaged or not the published one: compare it with the release's SHA256SUMS",
+            )
 
 
 def check_columns(table: pd.DataFrame, required: Iterable[str], path: Path) -> None:
