@@ -26,3 +26,19 @@ def test_an_infeasible_spec_exits_with_the_reason(finalized_release, tmp_path):
     args = ["sample", str(finalized_release), "--spec", str(spec), "--out", str(tmp_path)]
     result = runner.invoke(app, args)
     assert result.exit_code != 0 and "infeasible" in str(result.exception)
+
+
+def test_no_baseline_draws_no_baseline(finalized_release, tmp_path, monkeypatch):
+    import synthfair.cli.sample as cli_sample
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the baseline was drawn")
+
+    monkeypatch.setattr(cli_sample, "sample_with_baseline", refuse)
+    spec = tmp_path / "bias.yaml"
+    spec.write_text("size: 4\ntarget: findings.cardiomegaly\nsplits: {train: 0.5, test: 0.5}\n")
+    out = tmp_path / "subset"
+    args = ["sample", str(finalized_release), "--spec", str(spec), "--out", str(out), "--no-baseline"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "subset.json").is_file() and not (out / "baseline").exists()

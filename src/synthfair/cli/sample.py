@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from synthfair.sampling import load_bias_spec, sample_with_baseline, write_subset
+from synthfair.sampling import sample as draw
 from synthfair.sampling.sampler import Subset
 
 BASELINE_DIR = "baseline"
@@ -22,7 +23,11 @@ def sample(
     baseline: Annotated[bool, typer.Option(help="Also write the matched no-bias baseline.")] = True,
 ) -> None:
     """Draw the subset of RELEASE that the bias spec asks for; print achieved statistics next to targets."""
-    biased, matched = sample_with_baseline(release, load_bias_spec(spec))
+    bias = load_bias_spec(spec)
+    if baseline:
+        biased, matched = sample_with_baseline(release, bias)
+    else:  # only the biased subset: the baseline's draw is not computed at all
+        biased = draw(release, bias)
     _report(biased, write_subset(biased, out))
     if baseline:
         _report(matched, write_subset(matched, out / BASELINE_DIR))
