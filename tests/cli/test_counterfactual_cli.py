@@ -44,3 +44,43 @@ def test_bad_covariates_and_do_are_one_line_errors(trained_run, tmp_path):
     assert result.exit_code != 0 and "neither a JSON object" in str(result.exception)
     result = CliRunner().invoke(app, [*base, "--covariates", "{}", "--do", "age=old"])
     assert result.exit_code != 0 and "'old' is not a number" in str(result.exception)
+
+
+def test_covariates_from_a_metadata_row_or_a_sample_record(trained_run, cache, tmp_path):
+    data = CacheDataset(cache)
+    image = tmp_path / "x.png"
+    Image.fromarray((data.image(0) * 65535).astype(np.uint16)).save(image)
+    covariates = data.covariates(0)
+    row = {"key": "phantom_s0_000000", "image": "images/x.png", "split": "train"}  # a metadata.csv row
+    for name, value in covariates.items():
+        if isinstance(value, dict):
+            row |= {f"{name}.{label}": str(flag) for label, flag in value.items()}
+        else:
+            row[name] = str(value) if value is not None else ""
+    record = {"key": "k_f", "kind": "factual", "covariates": covariates}  # a release sample's JSON
+    for given, note in ((row, "key, image, split"), (record, None)):
+        path = tmp_path / "given.json"
+        path.write_text(json.dumps(given))
+        out = tmp_path / "cf.png"
+        args = [
+            "counterfactual",
+            "--checkpoint",
+            str(trained_run),
+            "--image",
+            str(image),
+            "--covariates",
+            str(path),
+            "--do",
+            "age=80",
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+        ]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert (note is None) == ("are ignored" not in result.output)
+        if note:
+            assert note in result.output
+        saved = json.loads(out.with_suffix(".json").read_text())
+        assert saved["covariates"]["age"] == 80.0

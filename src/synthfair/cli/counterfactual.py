@@ -56,7 +56,9 @@ def counterfactual(
         batch_size=1,
     )
     engine = CounterfactualEngine.load(checkpoint, config)
-    factual = _covariates(covariates)
+    factual, ignored = _covariates(covariates, engine.model.encoder.taxonomy)
+    if ignored:
+        typer.echo(f"note: --covariates fields that are not covariates are ignored: {', '.join(ignored)}")
     intervention = parse_do(do or [], engine.model.encoder.taxonomy)
     pixels = fit_image(read_image(image).image, engine.size, fit)
     result = engine([pixels], [factual], [intervention], seeds=[seed])[0]
@@ -82,7 +84,8 @@ def counterfactual(
     typer.echo(f"record: {sidecar.resolve()}")
 
 
-def _covariates(text: str) -> dict:
+def _covariates(text: str, taxonomy) -> tuple[dict, list[str]]:
+    """--covariates: a JSON object (covariates, a metadata row, or a sample's record) or a .json file."""
     source = Path(text)
     try:
         raw = source.read_text() if text.endswith(".json") and source.is_file() else text
@@ -94,4 +97,36 @@ def _covariates(text: str) -> dict:
         ) from None
     if not isinstance(data, dict):
         raise SynthfairError(f"--covariates must be a JSON object, got {type(data).__name__}", "use {...}")
-    return data
+    if isinstance(data.get("covariates"), dict):  # a sample's record (synthfair.sample/1): its covariates
+        data = data["covariates"]
+    return _only_covariates(data, taxonomy)
+
+
+def _only_covariates(row: dict, taxonomy) -> tuple[dict, list[str]]:
+    """The covariates of ``row`` (a covariate record, or a flat metadata row with ``findings.x`` columns and
+    numbers as text), and the names of the fields that are not covariates."""
+    out: dict = {}
+    ignored = []
+    for name, value in row.items():
+        base, dot, label = str(name).partition(".")
+        if base not in taxonomy:
+            ignored.append(str(name))
+            continue
+        kind = taxonomy[base].kind
+        if dot and kind == "multilabel":
+            out.setdefault(base, {})[label] = _number(value)
+        elif kind == "continuous":
+            out[base] = _number(value)
+        else:
+            out[base] = value
+    return out, ignored
+
+
+def _number(value):
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value  # the engine's covariate check names it
+        return int(number) if number.is_integer() else number
+    return value
