@@ -134,3 +134,30 @@ def test_debug_variable_in_a_real_process(debug):
     else:
         assert done.returncode == 2
         assert done.stderr == "error: something is wrong\nhint: do this\n"
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["sample", "--help"], ["download", "--help"], ["index", "stats", "--help"]]
+)
+def test_the_user_side_never_imports_torch(args):
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from synthfair.cli.main import main
+        try:
+            main({args!r})
+        except SystemExit:
+            pass
+        print("heavy:", sorted(m for m in ("torch", "diffusers", "accelerate") if m in sys.modules))
+        """
+    )
+    run_ = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "heavy: []" in run_.stdout and "Usage" in run_.stdout
+
+
+def test_every_command_loads_and_has_its_own_help():
+    from synthfair.cli.main import COMMANDS
+
+    for name in COMMANDS:
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output, (name, result.output)
