@@ -17,7 +17,6 @@ PACKAGES = (
     "torchvision",
     "diffusers",
     "accelerate",
-    "monai",
     "pydicom",
     "webdataset",
     "numpy",
