@@ -147,9 +147,26 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+class _Timings(dict):
+    """Stage -> seconds; each stage's end is reported to ``on_stage`` as it is recorded."""
+
+    def __init__(self, on_stage: Callable[[str], None] | None):
+        super().__init__()
+        self.on_stage = on_stage
+
+    def __setitem__(self, stage: str, seconds: float) -> None:
+        super().__setitem__(stage, seconds)
+        if self.on_stage is not None:
+            self.on_stage(f"[demo] {stage}: {seconds:.1f} s")
+
+
 def run_demo(
-    out: str | Path, config: DemoConfig = DemoConfig(), on_image: Callable[[], None] | None = None
+    out: str | Path,
+    config: DemoConfig = DemoConfig(),
+    on_image: Callable[[], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> DemoResult:
+    """The whole pipeline into ``out``; ``on_stage(line)`` hears of each stage's end (with its seconds)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     phantom_config = PhantomConfig(anatomy=config.anatomy)
@@ -169,6 +186,7 @@ def run_demo(
         fidelity_release=out / "fidelity-release",
         fidelity=out / "fidelity",
         report=out / "report.md",
+        seconds=_Timings(on_stage),
     )
     t = time.perf_counter()
     write_source(

@@ -29,9 +29,7 @@ def demo(
     """Run the whole pipeline on the built-in phantom (minutes on a laptop CPU)."""
     config = DemoConfig(n=n, size=size, seed=seed, workers=workers, train=train)
     with bar(n, "phantom source") as tick:
-        result = run_demo(out, config, on_image=tick)
-    for stage, seconds in result.seconds.items():
-        typer.echo(f"{stage}: {seconds:.1f} s")
+        result = run_demo(out, config, on_image=tick, on_stage=lambda line: typer.echo(line, err=True))
     typer.echo(f"outputs: {result.out.resolve()}")
     typer.echo(f"  phantom source:      {result.source.resolve()}")
     typer.echo(f"  counterfactual grid: {result.grid.resolve()}")

@@ -9,6 +9,7 @@ Only the main process shows the progress bar and prints where the outputs went.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,7 @@ import typer
 from accelerate import PartialState
 from tqdm.auto import tqdm
 
+from synthfair.cli.progress import LOG_EVERY
 from synthfair.model.train import TrainConfig, TrainResult, checkpoints, load_train_config
 from synthfair.model.train import train as train_model
 
@@ -52,6 +54,7 @@ class _ImageBar:
     def __init__(self, config: TrainConfig):
         self.config = config
         self.progress: tqdm | None = None
+        self.logged = -LOG_EVERY
 
     def __enter__(self):
         return self.on_step
@@ -72,6 +75,10 @@ class _ImageBar:
             )
         self.progress.set_postfix(loss=f"{loss:.4f}", img_s=f"{images_per_second:.1f}", refresh=False)
         self.progress.update(step * self.per_step - self.progress.n)
+        if self.progress.disable and time.monotonic() - self.logged >= LOG_EVERY:  # no terminal: log lines
+            self.logged = time.monotonic()
+            line = f"[train] step {step}/{self.config.steps}: loss {loss:.4f}, {images_per_second:.1f} img/s"
+            typer.echo(line, err=True)
 
     def __exit__(self, *exc) -> None:
         if self.progress is not None:
