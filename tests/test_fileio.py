@@ -60,3 +60,19 @@ def test_remove_temporaries_takes_only_what_atomic_write_leaves(tmp_path):
     assert remove_temporaries(tmp_path) == 1 and not left[0].exists() and left[1].exists()
     assert remove_temporaries(tmp_path, recursive=True) == 1 and not left[1].exists()
     assert all(path.exists() for path in kept)
+
+
+def test_hashing_writer_digests_what_was_written(tmp_path):
+    import hashlib
+
+    from synthfair.fileio import HashingWriter
+
+    def write(f):
+        hashed = HashingWriter(f, "sha256", "md5")
+        for block in (b"abc", b"", b"x" * 70000):
+            hashed.write(block)
+        write.digests = hashed.hexdigests()
+
+    atomic_write(tmp_path / "t.bin", write)
+    data = (tmp_path / "t.bin").read_bytes()
+    assert write.digests == {"sha256": hashlib.sha256(data).hexdigest(), "md5": hashlib.md5(data).hexdigest()}

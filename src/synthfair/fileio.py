@@ -90,6 +90,25 @@ def sha256_file(path: str | Path) -> str:
     return file_digests(path, "sha256")["sha256"]
 
 
+class HashingWriter:
+    """A write-only file that hashes what passes through it: a shard's digests without reading it back."""
+
+    def __init__(self, f: BinaryIO, *algorithms: str):
+        self.f = f
+        self.digests = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}
+
+    def write(self, data: bytes) -> int:
+        for digest in self.digests.values():
+            digest.update(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def hexdigests(self) -> dict[str, str]:
+        return {name: digest.hexdigest() for name, digest in self.digests.items()}
+
+
 def file_digests(path: str | Path, *algorithms: str) -> dict[str, str]:
     """Hex digests of a file by several ``hashlib`` algorithms, in one read."""
     digests = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}

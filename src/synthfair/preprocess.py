@@ -40,7 +40,7 @@ from PIL import Image
 import synthfair
 from synthfair.environment import die_with_parent
 from synthfair.errors import SynthfairError
-from synthfair.fileio import atomic_write, remove_temporaries, sha256_file, write_json
+from synthfair.fileio import HashingWriter, atomic_write, remove_temporaries, write_json
 from synthfair.index import read_index
 from synthfair.sources.readers import ImageReadError, read_image
 from synthfair.taxonomy import Taxonomy, load_taxonomy
@@ -284,13 +284,17 @@ def _write_shard(out: Path, i: int, rows: list[dict], config: PreprocessConfig, 
     statuses = []
     work = functools.partial(_encode, config=config)  # picklable for the spawned workers
 
+    digests: dict[str, str] = {}
+
     def write(f) -> None:
-        with wds.TarWriter(f, mtime=TAR_MTIME, encoder=False) as tar:
+        hashed = HashingWriter(f, "sha256")  # hashed as written: the tar is never read back
+        with wds.TarWriter(hashed, mtime=TAR_MTIME, encoder=False) as tar:
             for result in pool.imap(work, rows, chunksize=4):
                 if result["status"] == "ok":
                     tar.write({"__key__": result["key"], "png": result["png"], "json": result["json"]})
                 statuses.append({k: result.get(k) for k in STATUS_SCHEMA.names})
                 tick(1)
+        digests.update(hashed.hexdigests())
 
     atomic_write(final, write)
     status_table = pa.Table.from_pylist(statuses, schema=STATUS_SCHEMA)
@@ -298,7 +302,7 @@ def _write_shard(out: Path, i: int, rows: list[dict], config: PreprocessConfig, 
     ok = sum(s["status"] == "ok" for s in statuses)
     stats = {
         "shard": name,
-        "sha256": sha256_file(final),
+        "sha256": digests["sha256"],
         "bytes": final.stat().st_size,
         "nsamples": ok,
         "failed": len(statuses) - ok,

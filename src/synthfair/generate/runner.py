@@ -37,7 +37,7 @@ import synthfair
 from synthfair.config import config_to_dict
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig
 from synthfair.errors import ConfigError, SynthfairError
-from synthfair.fileio import atomic_write, file_digests, sha256_file, write_json
+from synthfair.fileio import HashingWriter, atomic_write, sha256_file, write_json
 from synthfair.generate import layout
 from synthfair.generate.plan import read_plan
 from synthfair.model.diffusion import MODEL_FILE, resolve_model
@@ -247,21 +247,24 @@ def _write_shard(out, shard, rows, engine, config, request, pool, tick) -> dict[
         tick(len(batch))
     tar = layout.tar_path(out, shard)
 
+    digests: dict[str, str] = {}
+
     def write(f) -> None:
-        with wds.TarWriter(f, mtime=layout.TAR_MTIME, encoder=False) as writer:
+        hashed = HashingWriter(f, "sha256", "md5")  # hashed as written: the tar is never read back
+        with wds.TarWriter(hashed, mtime=layout.TAR_MTIME, encoder=False) as writer:
             for row in rows:
                 if row["key"] not in encoded:
                     continue
                 png, text, record = encoded[row["key"]].result()
                 writer.write({"__key__": row["key"], "png": png, "json": text})
                 statuses[row["key"]] = _status(row["key"], "ok", None, png, record)
+        digests.update(hashed.hexdigests())
 
     atomic_write(tar, write)
     status_rows = [statuses[row["key"]] for row in rows]
     status_table = pa.Table.from_pylist(status_rows, schema=layout.STATUS_SCHEMA)
     atomic_write(layout.status_path(out, shard), lambda f: pq.write_table(status_table, f))
     ok = [row for row in rows if statuses[row["key"]]["status"] == "ok"]
-    digests = file_digests(tar, "sha256", "md5")
     stats = {
         "shard": shard,
         "url": f"shards/{tar.name}",
