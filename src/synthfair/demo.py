@@ -21,6 +21,7 @@ import yaml
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig
 from synthfair.data import subset_pipeline
 from synthfair.environment import usable_cpus
+from synthfair.errors import ConfigError
 from synthfair.evaluate.evaluate import EvaluateConfig, evaluate
 from synthfair.evaluate.oracles import OracleConfig, Oracles, train_oracles
 from synthfair.evaluate.phantom_truth import compare_with_truth
@@ -36,7 +37,14 @@ from synthfair.phantom.simulator import Phantom, PhantomConfig
 from synthfair.phantom.source import write_source
 from synthfair.preprocess import PreprocessConfig, preprocess
 from synthfair.pretrained import TRAIN_CONFIG, pretrained_path
-from synthfair.sampling import load_bias_spec, sample_with_baseline, write_subset
+from synthfair.sampling import (
+    bias_spec_from_dict,
+    load_bias_spec,
+    read_samples,
+    sample,
+    sample_with_baseline,
+    write_subset,
+)
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,8 @@ class DemoConfig:
     study_size: int = 440  # samples per study cell (train 60%, validation 10%, test 30%)
     study_strengths: tuple[float, ...] = (0.0, 0.9, 0.95, 1.0)  # of the device-cardiomegaly correlation
     study_epochs: int = 30  # of each cell's downstream classifier
-    fidelity_families: int = 100  # the model's release of the study plan: its first families
-    fidelity_size: int = 70  # samples per fidelity cell (strengths 0 and 0.9), drawn from those families
+    fidelity_families: int = 80  # the model's release of the study plan: its first families
+    fidelity_size: int = 56  # samples per fidelity cell (strengths 0 and 0.9), drawn from those families
 
 
 DEMO_ORACLES = ("age", "sex", "findings", "view", "device")
@@ -447,7 +455,8 @@ def _fidelity(result: DemoResult, config: DemoConfig) -> str:
     same samples, on the exact release: would the model's counterfactuals lead to the truth's conclusions?"""
     spec = {**DEMO_STUDY_PLAN, "select": {"limit": config.fidelity_families}}
     _, done = _make_release(result, config, spec, result.out / "fidelity-plan", result.fidelity_release)
-    spec_path = _study_spec(config, result.out / "fidelity.yaml", config.fidelity_size, (0.0, 0.9))
+    size = _feasible_size(result, config.fidelity_size, 0.9)
+    spec_path = _study_spec(config, result.out / "fidelity.yaml", size, (0.0, 0.9))
     study = run_study(
         load_study_spec(spec_path), result.fidelity_release, result.fidelity, truth=result.study_release
     )
@@ -456,9 +465,10 @@ def _fidelity(result: DemoResult, config: DemoConfig) -> str:
         "## Study fidelity: the same study on the model's counterfactuals and on the truth",
         "",
         f"The model's release of the study plan's first {config.fidelity_families} families -> "
-        f"`{result.fidelity_release}` ({done.samples} samples). Study spec `{spec_path}` run on it and, on "
-        f"the same samples, on the exact release -> `{result.fidelity / 'report.html'}` (`results.json` key "
-        "`fidelity`). Per cell, truth / model and model minus truth with its 95% interval:",
+        f"`{result.fidelity_release}` ({done.samples} samples). Study spec `{spec_path}` ({size} samples per "
+        "cell, the most these families allow at strength 0.9) run on it and, on the same samples, on the "
+        f"exact release -> `{result.fidelity / 'report.html'}` (`results.json` key `fidelity`). Per cell, "
+        "truth / model and model minus truth with its 95% interval:",
         "",
         "| correlation strength | " + " | ".join(FIDELITY_METRICS) + " |",
         "|---|" + "---|" * len(FIDELITY_METRICS),
@@ -471,6 +481,22 @@ def _fidelity(result: DemoResult, config: DemoConfig) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     return "\n".join(lines)
+
+
+def _feasible_size(result: DemoResult, size: int, strength: float) -> int:
+    """The largest study size up to ``size`` that the samples both study releases hold can fill at the
+    correlation ``strength`` (a model release of a few families cannot fill what the exact one can)."""
+    truth, _, _ = read_samples(result.study_release)
+    model, _, _ = read_samples(result.fidelity_release)
+    shared = truth[truth["key"].isin(model["key"])]
+    base = {**DEMO_STUDY["base"], "correlation": {**DEMO_STUDY["base"]["correlation"], "strength": strength}}
+    while size > 8:
+        try:
+            sample(shared, bias_spec_from_dict({**base, "size": size}))
+            return size
+        except ConfigError:
+            size = int(size * 0.85)
+    return size
 
 
 FIDELITY_METRICS = ("auroc", "equalized_odds_difference", "flip_rate", "ctf_de")
