@@ -1,7 +1,7 @@
 """Progress for the CLI layer: a tqdm bar on a terminal, plain log lines otherwise (logs, Slurm, make > log).
 
-Without a terminal, a stage prints a line when it starts, one every `LOG_EVERY` seconds with its count and
-rate, and one when it ends: a long run is never silent.
+Without a terminal, a stage prints a line when its first item is done, one every `LOG_EVERY` seconds with
+its count and rate, and one when it ends: a long run is never silent.
 """
 
 from __future__ import annotations
@@ -24,20 +24,23 @@ def bar(total: int | None, desc: str, unit: str = "img", stream=None):
             yield lambda n=1: progress.update(n)
         return
     log = _Log(total, desc, unit, stream)
-    log.line("started")
     try:
         yield log.tick
     finally:
-        log.line("done" if total is None or log.count >= total else "stopped")
+        if log.started:  # a stage that failed before its first item stays silent: its error says it all
+            log.line("done" if total is None or log.count >= total else "stopped")
 
 
 class _Log:
     def __init__(self, total: int | None, desc: str, unit: str, stream):
         self.total, self.desc, self.unit, self.stream = total, desc, unit, stream
-        self.count, self.start = 0, time.monotonic()
+        self.count, self.start, self.started = 0, time.monotonic(), False
         self.last = self.start
 
     def tick(self, n: int = 1) -> None:
+        if not self.started:
+            self.started = True
+            self.line("started")
         self.count += n
         now = time.monotonic()
         if now - self.last >= LOG_EVERY:

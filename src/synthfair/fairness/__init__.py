@@ -9,19 +9,36 @@ factual-counterfactual pairs, and the causal TV decomposition. Pure pandas/numpy
 Studies: `run_study(load_study_spec("study.yaml"), "release/", "study/")`. Definitions: docs/fairness.md.
 """
 
-from synthfair.fairness.causal import (
-    Estimate,
-    TrueTVDecomposition,
-    TVDecomposition,
-    true_tv_decomposition,
-    tv_decomposition,
-)
-from synthfair.fairness.classifier import Classifier, ClassifierConfig, train_classifier
-from synthfair.fairness.counterfactual import CounterfactualFairness, counterfactual_fairness
-from synthfair.fairness.groups import GroupReport, f1_threshold, group_metrics
-from synthfair.fairness.rebalance import RebalanceSpec, training_set
+# eager: a function named like its submodule (importing the submodule would shadow a lazy one)
 from synthfair.fairness.representation import Representation, log_disparity, representation, smoothed_edf
-from synthfair.fairness.study import CausalSpec, StudyResult, StudySpec, load_study_spec, run_study
+
+_LAZY = {  # name -> module: imported on first use, so that importing one light submodule (e.g.
+    # its constants) does not pull in torch through its heavy siblings
+    "Estimate": "synthfair.fairness.causal",
+    "TrueTVDecomposition": "synthfair.fairness.causal",
+    "TVDecomposition": "synthfair.fairness.causal",
+    "true_tv_decomposition": "synthfair.fairness.causal",
+    "tv_decomposition": "synthfair.fairness.causal",
+    "Classifier": "synthfair.fairness.classifier",
+    "ClassifierConfig": "synthfair.fairness.classifier",
+    "train_classifier": "synthfair.fairness.classifier",
+    "CounterfactualFairness": "synthfair.fairness.counterfactual",
+    "counterfactual_fairness": "synthfair.fairness.counterfactual",
+    "GroupReport": "synthfair.fairness.groups",
+    "f1_threshold": "synthfair.fairness.groups",
+    "group_metrics": "synthfair.fairness.groups",
+    "RebalanceSpec": "synthfair.fairness.rebalance",
+    "training_set": "synthfair.fairness.rebalance",
+    "Representation": "synthfair.fairness.representation",
+    "log_disparity": "synthfair.fairness.representation",
+    "representation": "synthfair.fairness.representation",
+    "smoothed_edf": "synthfair.fairness.representation",
+    "CausalSpec": "synthfair.fairness.study",
+    "StudyResult": "synthfair.fairness.study",
+    "StudySpec": "synthfair.fairness.study",
+    "load_study_spec": "synthfair.fairness.study",
+    "run_study": "synthfair.fairness.study",
+}
 
 __all__ = [
     "CausalSpec",
@@ -49,3 +66,13 @@ __all__ = [
     "true_tv_decomposition",
     "tv_decomposition",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

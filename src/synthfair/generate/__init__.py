@@ -5,17 +5,26 @@ generate("plan.parquet", "runs/NAME", "release/")     # per process; under accel
 finalize("release/")                                  # manifest, SHA256SUMS, samples.parquet, card
 """
 
+# eager: a function named like its submodule (importing the submodule would shadow a lazy one)
 from synthfair.generate.finalize import FinalizeResult, finalize
-from synthfair.generate.plan import (
-    Plan,
-    PlanSpec,
-    Selection,
-    load_plan_spec,
-    make_plan,
-    read_plan,
-    write_plan,
-)
-from synthfair.generate.runner import GenerateConfig, GenerateResult, generate, process_shards, task_shards
+
+_LAZY = {  # name -> module: imported on first use, so that importing one light submodule (e.g.
+    # its constants) does not pull in torch through its heavy siblings
+    "FinalizeResult": "synthfair.generate.finalize",
+    "finalize": "synthfair.generate.finalize",
+    "Plan": "synthfair.generate.plan",
+    "PlanSpec": "synthfair.generate.plan",
+    "Selection": "synthfair.generate.plan",
+    "load_plan_spec": "synthfair.generate.plan",
+    "make_plan": "synthfair.generate.plan",
+    "read_plan": "synthfair.generate.plan",
+    "write_plan": "synthfair.generate.plan",
+    "GenerateConfig": "synthfair.generate.runner",
+    "GenerateResult": "synthfair.generate.runner",
+    "generate": "synthfair.generate.runner",
+    "process_shards": "synthfair.generate.runner",
+    "task_shards": "synthfair.generate.runner",
+}
 
 __all__ = [
     "FinalizeResult",
@@ -33,3 +42,13 @@ __all__ = [
     "task_shards",
     "write_plan",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

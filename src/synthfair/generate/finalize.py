@@ -23,7 +23,6 @@ from synthfair.fileio import atomic_write, sha256_file, write_json
 from synthfair.generate import layout
 from synthfair.generate.card import numbers_section, size_category
 from synthfair.generate.plan import read_plan
-from synthfair.generate.runner import release_complete
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 NUMBERS_START = "<!-- synthfair:numbers:start -->"
@@ -46,7 +45,7 @@ def finalize(
     """Write samples.parquet, manifest.json, shardindex.json, DATASET_CARD.md and SHA256SUMS."""
     out = Path(release)
     taxonomy = taxonomy or load_taxonomy()
-    n, missing = release_complete(out)
+    n, missing = layout.release_complete(out)
     if missing:
         raise SynthfairError(
             f"{out} is incomplete: {len(missing)} of {n} shards are not done ({_ranges(missing)})",

@@ -16,9 +16,12 @@ RELEASE/SHA256SUMS                "<sha256>  <path>" per file, checkable with ``
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
+
+from synthfair.errors import SynthfairError
 
 SAMPLE_SCHEMA = "synthfair.sample/1"
 RELEASE_SCHEMA = "synthfair.release/1"
@@ -61,3 +64,13 @@ def status_path(release: str | Path, shard: int) -> Path:
 
 def stats_path(release: str | Path, shard: int) -> Path:
     return Path(release) / "shards" / f"{shard_name(shard)}_stats.json"
+
+
+def release_complete(out: str | Path) -> tuple[int, list[int]]:
+    """(shards in the release's plan, the shards not done yet)."""
+    out = Path(out)
+    request = out / REQUEST_FILE
+    if not request.is_file():
+        raise SynthfairError(f"{out} is not a release (no {REQUEST_FILE})", "run `synthfair generate`")
+    n = json.loads(request.read_text())["shards"]
+    return n, [s for s in range(n) if not stats_path(out, s).exists()]

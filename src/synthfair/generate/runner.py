@@ -382,13 +382,3 @@ def _status(key, status, error, png: bytes | None = None, record: dict | None = 
         "changed": list(record["changed"]) if record else None,
         "reconstruction_error": record["reconstruction_error"] if record else None,
     }
-
-
-def release_complete(out: str | Path) -> tuple[int, list[int]]:
-    """(shards in the release's plan, the shards not done yet)."""
-    out = Path(out)
-    request = out / layout.REQUEST_FILE
-    if not request.is_file():
-        raise SynthfairError(f"{out} is not a release (no {layout.REQUEST_FILE})", "run `synthfair generate`")
-    n = json.loads(request.read_text())["shards"]
-    return n, [s for s in range(n) if not layout.stats_path(out, s).exists()]
