@@ -101,3 +101,16 @@ def test_resuming_never_unpickles_what_a_checkpoint_holds(cache, tiny_config, tm
     (checkpoint / "ema" / "config.json").write_text('{"optimization_step": "x"}')
     with pytest.raises(SynthfairError, match="EMA checkpoint does not fit"):
         train(tiny_config, cache, again, resume="latest")
+
+
+def test_export_at_an_early_stop_writes_the_model_of_those_steps(cache, tiny_config, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config, cache, run, stop_at=2, export=True)
+    model = DiffusionModel.load(run / "model")
+    assert model.extra["train"]["exported_at_step"] == 2 and model.extra["train"]["steps"] == 4
+    assert (run / "model" / "scm").is_dir()
+    again = tmp_path / "again"
+    train(tiny_config, cache, again, stop_at=2)
+    train(tiny_config, cache, again, resume="latest", stop_at=2, export=True)  # export a stopped run later
+    a, b = _weights(run / "model"), _weights(again / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -36,13 +36,18 @@ def train(
     stop_at: Annotated[
         int | None, typer.Option(help="End at this step with a checkpoint (continue with --resume latest).")
     ] = None,
+    export: Annotated[
+        bool, typer.Option("--export", help="With --stop-at: also write the model (EMA weights) there.")
+    ] = False,
 ) -> None:
     """Train the covariate-conditioned diffusion model; resumable, unchanged under `accelerate launch`."""
     train_config = load_train_config(config)
     # train() sets up accelerate's process state (CPU or GPU, one or many processes) and calls on_step on the
     # main process only, so the bar is made there, at the first step; the state must not be created before.
     with _ImageBar(train_config) as on_step:
-        result = train_model(train_config, data, out, resume=resume, on_step=on_step, stop_at=stop_at)
+        result = train_model(
+            train_config, data, out, resume=resume, on_step=on_step, stop_at=stop_at, export=export
+        )
     if PartialState().is_main_process:
         _report(result, train_config)
 
@@ -92,9 +97,9 @@ def _report(result: TrainResult, config: TrainConfig) -> None:
         f"trained to step {result.steps} of {config.steps}{start}: loss {result.final_loss:.4f}, "
         f"{result.images_per_second:.1f} images/s"
     )
-    if result.steps == config.steps:
+    if result.steps == config.steps or (out / "model").is_dir():
         typer.echo(f"model (EMA weights): {(out / 'model').resolve()}")
-    else:
+    if result.steps != config.steps:
         typer.echo(f"stopped early at step {result.steps}: continue with --resume latest")
     found = checkpoints(out)
     if found:

@@ -122,12 +122,15 @@ def train(
     taxonomy: Taxonomy | None = None,
     on_step: Callable[[int, float, float], None] | None = None,
     stop_at: int | None = None,
+    export: bool = False,
 ) -> TrainResult:
     """Train on the cache ``data`` into ``out``; ``resume`` is None, "latest" or a checkpoint directory.
 
     ``on_step(step, loss, images_per_second)`` is called on the main process after every step.
     ``stop_at`` ends this run early at that step with a checkpoint (e.g. before a job's time limit); a later
-    ``resume="latest"`` continues the same trajectory to ``config.steps``."""
+    ``resume="latest"`` continues the same trajectory to ``config.steps``. With ``export`` the run's model
+    (EMA weights, SCM, engine settings, subject record) is written at ``stop_at`` too: the first steps of
+    the schedule as a model of their own (recorded as ``exported_at_step``)."""
     out = Path(out)
     taxonomy = taxonomy or load_taxonomy()
     _engine_settings(config)  # refuse bad engine settings before any work
@@ -171,8 +174,8 @@ def train(
                 on_step(step + 1, loss, rate)
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
             _checkpoint(accelerator, out, step + 1, ema, config, losses)
-    if accelerator.is_main_process and end == config.steps:
-        _export(out, model, ema, accelerator.unwrap_model(unet), config, losses)
+    if accelerator.is_main_process and (end == config.steps or export):
+        _export(out, model, ema, accelerator.unwrap_model(unet), config, losses, end)
         fit_scm(dataset, taxonomy, config.seed).save(out / "model" / SCM_DIR)
         if config.engine:
             write_json(out / "model" / ENGINE_FILE, config_to_dict(_engine_settings(config)))
@@ -376,12 +379,14 @@ def _checkpoint(accelerator, out: Path, step: int, ema: EMAModel, config: TrainC
         _write_losses(out, losses)
 
 
-def _export(out: Path, model: DiffusionModel, ema: EMAModel, unet, config: TrainConfig, losses) -> None:
+def _export(
+    out: Path, model: DiffusionModel, ema: EMAModel, unet, config: TrainConfig, losses, step: int
+) -> None:
     """The final EMA weights as a `DiffusionModel` directory, and the loss curve."""
     ema.store(unet.parameters())
     ema.copy_to(unet.parameters())
     final = DiffusionModel(
-        unet, model.encoder, model.scheduler, config.model, {"train": _train_record(config)}
+        unet, model.encoder, model.scheduler, config.model, {"train": _train_record(config, step)}
     )
     final.save(out / "model")
     ema.restore(unet.parameters())
@@ -405,8 +410,11 @@ def fit_scm(dataset: CacheDataset, taxonomy: Taxonomy, seed: int) -> AttributeSC
     return AttributeSCM(taxonomy).fit(pd.DataFrame(rows), seed=seed)
 
 
-def _train_record(config: TrainConfig) -> dict[str, Any]:
-    return {"steps": config.steps, "batch_size": config.batch_size, "seed": config.seed}
+def _train_record(config: TrainConfig, step: int | None = None) -> dict[str, Any]:
+    record = {"steps": config.steps, "batch_size": config.batch_size, "seed": config.seed}
+    if step is not None and step != config.steps:
+        record["exported_at_step"] = step  # `--stop-at step --export`: the schedule's first `step` steps
+    return record
 
 
 def _write_run_files(out: Path, config: TrainConfig, data, taxonomy: Taxonomy, world: int) -> None:
