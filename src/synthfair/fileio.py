@@ -50,6 +50,15 @@ def remove_temporaries(directory: str | Path, recursive: bool = False) -> int:
     return removed
 
 
+def honour_umask(directory: str | Path) -> None:
+    """Give the files under ``directory`` the permissions a plain ``open()`` would (libraries that write
+    through private temporary files, such as safetensors, leave them 0600)."""
+    mode = 0o666 & ~_umask()
+    for path in Path(directory).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)
+
+
 def _umask() -> int:
     """The process umask: from /proc (no race with other threads creating files), else by setting it and
     restoring it at once."""

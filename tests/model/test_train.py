@@ -5,6 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from synthfair.errors import SynthfairError
+from synthfair.fileio import _umask
 from synthfair.model.diffusion import DiffusionModel
 from synthfair.model.train import checkpoints, train
 
@@ -109,6 +110,8 @@ def test_export_at_an_early_stop_writes_the_model_of_those_steps(cache, tiny_con
     model = DiffusionModel.load(run / "model")
     assert model.extra["train"]["exported_at_step"] == 2 and model.extra["train"]["steps"] == 4
     assert (run / "model" / "scm").is_dir()
+    weights = next((run / "model" / "unet").glob("*.safetensors"))
+    assert weights.stat().st_mode & 0o777 == 0o666 & ~_umask()  # as readable as the umask says (not 0600)
     again = tmp_path / "again"
     train(tiny_config, cache, again, stop_at=2)
     train(tiny_config, cache, again, resume="latest", stop_at=2, export=True)  # export a stopped run later

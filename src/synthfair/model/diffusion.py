@@ -40,7 +40,7 @@ import synthfair
 from synthfair import pretrained
 from synthfair.config import dataclass_from_dict
 from synthfair.errors import ConfigError, SynthfairError
-from synthfair.fileio import write_json
+from synthfair.fileio import honour_umask, write_json
 from synthfair.model.conditioning import ConditionEncoder
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
@@ -336,6 +336,7 @@ class DiffusionModel:
             **self.extra,
         }
         write_json(directory / MODEL_FILE, meta)
+        honour_umask(directory)
 
     @classmethod
     def load(cls, directory: str | Path, taxonomy: Taxonomy | None = None) -> DiffusionModel:
