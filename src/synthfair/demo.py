@@ -25,7 +25,7 @@ from synthfair.errors import ConfigError
 from synthfair.evaluate.evaluate import EvaluateConfig, evaluate
 from synthfair.evaluate.oracles import OracleConfig, Oracles, train_oracles
 from synthfair.evaluate.phantom_truth import compare_with_truth
-from synthfair.fairness.study import load_study_spec, run_study
+from synthfair.fairness.study import load_study_spec, run_study, shared_samples
 from synthfair.generate import GenerateConfig, finalize, generate, load_plan_spec, make_plan, write_plan
 from synthfair.index import read_index
 from synthfair.index_stats import index_stats
@@ -488,7 +488,7 @@ def _feasible_size(result: DemoResult, size: int, strength: float) -> int:
     correlation ``strength`` (a model release of a few families cannot fill what the exact one can)."""
     truth, _, _ = read_samples(result.study_release)
     model, _, _ = read_samples(result.fidelity_release)
-    shared = truth[truth["key"].isin(model["key"])]
+    shared = shared_samples(truth, model, result.study_release, result.fidelity_release)
     base = {**DEMO_STUDY["base"], "correlation": {**DEMO_STUDY["base"]["correlation"], "strength": strength}}
     while size > 8:
         try:

@@ -37,6 +37,11 @@ class AssetError(SynthfairError):
 MAX_SHOWN = 200  # characters of an input value echoed in an error (values may be megabytes)
 
 
+def cut(text: str, limit: int = MAX_SHOWN) -> str:
+    """``text`` itself, or its first ``limit`` characters with its length said."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def shown(value: object, limit: int = MAX_SHOWN) -> str:
     """``repr(value)``, cut to ``limit`` characters with the full length said: safe to echo any input."""
     text = repr(value) if not isinstance(value, str) or len(value) <= 4 * limit else repr(value[: 4 * limit])

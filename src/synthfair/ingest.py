@@ -25,7 +25,7 @@ import synthfair
 from synthfair import index
 from synthfair.config import config_to_dict
 from synthfair.environment import package_version
-from synthfair.errors import SynthfairError
+from synthfair.errors import SynthfairError, cut, shown
 from synthfair.sources import adapter
 from synthfair.sources.harmonize import FindingsPolicy, Harmonizer
 from synthfair.sources.records import SPLITS, Rejected, RowError, SourceRow, key_part
@@ -118,12 +118,8 @@ def _leaves_root(root: Path, image_path: str, resolve: bool) -> str | None:
     if resolve:
         target = (root / pure).resolve()
         if not target.is_relative_to(root.resolve()):
-            return f"leads outside --root through a link (to {_short(str(target))})"
+            return f"leads outside --root through a link (to {cut(str(target))})"
     return None
-
-
-def _short(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 class _Batch:
@@ -161,7 +157,7 @@ class _Batch:
         if escape:
             raise RowError(
                 "image_outside_root",
-                f"{row.where}: image path {_short(row.image_path)!r} {escape}",
+                f"{row.where}: image path {shown(row.image_path)} {escape}",
                 "image paths in a source's metadata must be relative and stay under --root; fix the row",
             )
         if self.config.check_images and not (self.root / row.image_path).is_file():
@@ -263,7 +259,7 @@ def _split(official: Any, patient_key: str, fractions: tuple[float, float, float
 def _fields_text(fields: Any) -> str | None:
     if not fields:
         return None
-    return "; ".join(f"{k}={_short(str(v))}" for k, v in fields.items() if v is not None)
+    return "; ".join(f"{k}={cut(str(v))}" for k, v in fields.items() if v is not None)
 
 
 def _report_json(report: IngestReport, root: Path, config: IngestConfig, taxonomy: Taxonomy) -> dict:

@@ -11,6 +11,7 @@ Studies: `run_study(load_study_spec("study.yaml"), "release/", "study/")`. Defin
 
 # eager: a function named like its submodule (importing the submodule would shadow a lazy one)
 from synthfair.fairness.representation import Representation, log_disparity, representation, smoothed_edf
+from synthfair.lazy import lazy_attributes
 
 _LAZY = {  # name -> module: imported on first use, so that importing one light submodule (e.g.
     # its constants) does not pull in torch through its heavy siblings
@@ -67,12 +68,4 @@ __all__ = [
     "tv_decomposition",
 ]
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())

@@ -165,7 +165,7 @@ def run_study(
     runs = [_Run(spec, str(release), frame, taxonomy, engine, on_cell)]
     if truth is not None:
         truth_frame, _, truth_digest = read_samples(truth)
-        truth_frame = _shared_samples(truth_frame, frame, truth, release)
+        truth_frame = shared_samples(truth_frame, frame, truth, release)
         runs.insert(0, _Run(spec, str(truth), truth_frame, taxonomy, engine, on_cell))
     drawn_from, drawn_digest = (truth, truth_digest) if truth is not None else (release, digest)
     cells = spec.cells() or [{}]
@@ -203,7 +203,7 @@ def run_study(
     return StudyResult(out, results[-1], results[0] if truth is not None else None, meta.get("fidelity"))
 
 
-def _shared_samples(truth: pd.DataFrame, frame: pd.DataFrame, truth_path, release) -> pd.DataFrame:
+def shared_samples(truth: pd.DataFrame, frame: pd.DataFrame, truth_path, release) -> pd.DataFrame:
     """The exact release's samples that the model's release holds too (a model release may cover only the
     first families of the plan): every cell is drawn from these, so both runs read the same samples."""
     shared = truth[truth["key"].isin(frame["key"])].reset_index(drop=True)

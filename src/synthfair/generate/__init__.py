@@ -7,6 +7,7 @@ finalize("release/")                                  # manifest, SHA256SUMS, sa
 
 # eager: a function named like its submodule (importing the submodule would shadow a lazy one)
 from synthfair.generate.finalize import FinalizeResult, finalize
+from synthfair.lazy import lazy_attributes
 
 _LAZY = {  # name -> module: imported on first use, so that importing one light submodule (e.g.
     # its constants) does not pull in torch through its heavy siblings
@@ -43,12 +44,4 @@ __all__ = [
     "write_plan",
 ]
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
