@@ -28,7 +28,7 @@ def demo(
 ) -> None:
     """Run the whole pipeline on the built-in phantom (minutes on a laptop CPU)."""
     config = DemoConfig(n=n, size=size, seed=seed, workers=workers, train=train)
-    with bar(n, "phantom source") as tick:
+    with bar(None, "phantom images") as tick:  # the source, then the subjects the demo re-renders
         result = run_demo(out, config, on_image=tick, on_stage=lambda line: typer.echo(line, err=True))
     typer.echo(f"outputs: {result.out.resolve()}")
     typer.echo(f"  phantom source:      {result.source.resolve()}")
