@@ -6,8 +6,9 @@ import pytest
 
 from source_files import phantom_row, write_phantom_source
 from synthfair.errors import SynthfairError
+from synthfair.images.resize import fit_image
 from synthfair.ingest import ingest
-from synthfair.preprocess import PreprocessConfig, fit_image, iter_cache, preprocess
+from synthfair.preprocess import PreprocessConfig, iter_cache, preprocess
 
 
 @pytest.fixture

@@ -235,7 +235,7 @@ class CounterfactualEngine:
             if image.shape != (self.size, self.size):
                 raise SynthfairError(
                     f"image of shape {image.shape} does not match the model's {self.size}x{self.size}",
-                    "fit it first (synthfair.preprocess.fit_image) or use a model of that size",
+                    "fit it first (synthfair.images.resize.fit_image) or use a model of that size",
                 )
         cfs = [self.covariates(f, d, s) for f, d, s in zip(factuals, interventions, seeds, strict=True)]
         pad = list(range(n)) + [n - 1] * (

@@ -26,7 +26,15 @@ from synthfair.evaluate.evaluate import EvaluateConfig, evaluate
 from synthfair.evaluate.oracles import OracleConfig, Oracles, train_oracles
 from synthfair.evaluate.phantom_truth import compare_with_truth
 from synthfair.fairness.study import load_study_spec, run_study, shared_samples
-from synthfair.generate import GenerateConfig, finalize, generate, load_plan_spec, make_plan, write_plan
+from synthfair.generate import (
+    GenerateConfig,
+    finalize,
+    generate,
+    generate_in_processes,
+    load_plan_spec,
+    make_plan,
+    write_plan,
+)
 from synthfair.index import read_index
 from synthfair.index_stats import index_stats
 from synthfair.ingest import ingest
@@ -351,8 +359,11 @@ def _make_release(
     write_plan(plan, plan_stem.with_suffix(".parquet"), result.index)
     engine = PhantomEngineConfig(size=config.cache_size) if exact else _engine(result, config)
     shutil.rmtree(out, ignore_errors=True)  # regenerated, never mixed with an older model's shards
-    checkpoint = None if exact else result.model
-    generate(plan_stem.with_suffix(".parquet"), checkpoint, out, GenerateConfig(engine=engine))
+    plan_path, settings = plan_stem.with_suffix(".parquet"), GenerateConfig(engine=engine)
+    if exact:  # the phantom renders on one core per process
+        generate_in_processes(plan_path, None, out, settings, workers=config.workers or usable_cpus())
+    else:
+        generate(plan_path, result.model, out, settings)
     return plan, finalize(out)
 
 

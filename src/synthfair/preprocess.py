@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import multiprocessing as mp
 import time
@@ -31,22 +30,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
 import synthfair
 from synthfair.environment import die_with_parent
 from synthfair.errors import SynthfairError
 from synthfair.fileio import HashingWriter, atomic_write, remove_temporaries, write_json
+from synthfair.images.png16 import decode_png16, encode_png16
+from synthfair.images.readers import ImageReadError, read_image
+from synthfair.images.resize import FITS, fit_image
 from synthfair.index import read_index
-from synthfair.sources.readers import ImageReadError, read_image
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 SCHEMA = "synthfair.cache/1"
-FITS = ("crop", "pad", "stretch")
 TAR_MTIME = 0.0  # fixed member mtime: byte-identical tars
 STATUS_SCHEMA = pa.schema(
     [
@@ -140,43 +138,6 @@ def iter_cache(cache: str | Path, split: str | None = None) -> Iterator[dict[str
         if split is None or meta["split"] == split:
             image = decode_png16(sample["png"])
             yield {"key": sample["__key__"], "image": image, "meta": meta}
-
-
-def encode_png16(image: np.ndarray) -> bytes:
-    """An image in [0, 1] as a 16-bit grayscale PNG: the pixel format of caches and releases."""
-    pixels = np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=6)
-    return buf.getvalue()
-
-
-def decode_png16(data: bytes) -> np.ndarray:
-    """A 16-bit PNG of a cache or a release as float32 (H, W) in [0, 1]."""
-    return np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 65535.0
-
-
-def fit_image(image: np.ndarray, size: int, fit: str) -> np.ndarray:
-    """Resize a float (H, W) image to (size, size): centre crop, zero pad or stretch; antialiased bilinear."""
-    h, w = image.shape
-    if fit == "stretch":
-        return _resize(image, size, size)
-    scale = size / (min(h, w) if fit == "crop" else max(h, w))
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    resized = _resize(image, nh, nw)
-    if fit == "crop":
-        top, left = (nh - size) // 2, (nw - size) // 2
-        return resized[top : top + size, left : left + size]
-    canvas = np.zeros((size, size), np.float32)
-    top, left = (size - nh) // 2, (size - nw) // 2
-    canvas[top : top + nh, left : left + nw] = resized
-    return canvas
-
-
-def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
-    if image.shape == (h, w):
-        return image.astype(np.float32)
-    pil = Image.fromarray(image.astype(np.float32), mode="F")
-    return np.asarray(pil.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def _samples(index: pd.DataFrame, taxonomy: Taxonomy) -> list[dict[str, Any]]:

@@ -12,22 +12,18 @@ Anything else is a `ShardError` naming the shard, the member and the fix, never 
 
 from __future__ import annotations
 
-import io
 import json
-import struct
 import tarfile
-import warnings
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from synthfair.errors import SynthfairError
+from synthfair.images.decoded import ImageReadError
+from synthfair.images.png16 import decode_png16
 
 MAX_MEMBER_BYTES = 256 << 20  # a 4096² 16-bit PNG is at most ~34 MB; a record a few kB
-MAX_IMAGE_PIXELS = 4096 * 4096  # larger than any release size synthfair writes (up to 1024²)
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIX = "re-download the shard (`synthfair download` verifies sha256), or regenerate it"
 
 
@@ -83,32 +79,12 @@ def shard_samples(
 
 
 def decode_png(data: bytes, where: str) -> np.ndarray:
-    """A 16-bit (or 8-bit) grayscale PNG as float32 (H, W) in [0, 1]; its size is checked from the header
-    before any pixel is decoded."""
-    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
-        raise ShardError(f"{where}: not a PNG image (no PNG header)", FIX)
-    w, h = struct.unpack(">II", data[16:24])
-    if w * h > MAX_IMAGE_PIXELS:
-        raise ShardError(f"{where}: a {w}x{h} image, more than {MAX_IMAGE_PIXELS} pixels", FIX)
+    """A sample's PNG as float32 (H, W) in [0, 1] (`synthfair.images.png16.decode_png16`: size checked
+    from the header first); a `ShardError` when it is not a bounded grayscale PNG."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.size != (w, h):
-                raise ShardError(f"{where}: a PNG whose header disagrees with itself", FIX)
-            if image.format != "PNG" or image.mode not in ("I;16", "I;16B", "I", "L"):
-                raise ShardError(
-                    f"{where}: a {image.format} image of mode {image.mode}, not a grayscale PNG", FIX
-                )
-            pixels = np.asarray(image)
-    except ShardError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ShardError(f"{where}: not a PNG image ({type(err).__name__})", FIX) from None
-    except (OSError, SyntaxError, ValueError, TypeError) as err:
-        raise ShardError(f"{where}: a broken PNG ({type(err).__name__}: {str(err)[:200]})", FIX) from None
-    scale = 255.0 if image.mode == "L" else 65535.0
-    return pixels.astype(np.float32) / scale
+        return decode_png16(data, where, FIX)
+    except ImageReadError as err:
+        raise ShardError(err.message, err.hint) from None
 
 
 def decode_record(data: bytes, where: str) -> dict[str, Any]:

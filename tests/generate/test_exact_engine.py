@@ -12,9 +12,10 @@ from PIL import Image
 from synthfair.errors import ConfigError
 from synthfair.generate import finalize, layout
 from synthfair.generate.plan import read_plan
-from synthfair.generate.runner import GenerateConfig, generate, task_shards
+from synthfair.generate.runner import GenerateConfig, generate, generate_in_processes, task_shards
+from synthfair.images.png16 import decode_png16
+from synthfair.images.resize import fit_image
 from synthfair.phantom.engine import PhantomEngine, PhantomEngineConfig
-from synthfair.preprocess import decode_png16, fit_image
 
 EXACT = GenerateConfig(engine=PhantomEngineConfig(size=32, batch_size=3), encode_workers=2)
 
@@ -71,6 +72,16 @@ def test_exact_shards_are_byte_identical_across_processes_tasks_and_resumes(
     layout.stats_path(split, 1).unlink()  # a killed shard is redone to the same bytes
     assert generate(small_plan, None, split, EXACT).written == 1
     assert _tars(split) == _tars(exact_release)
+
+
+def test_local_processes_write_the_same_bytes(exact_release, small_plan, tmp_path):
+    result = generate_in_processes(small_plan, None, tmp_path / "two", EXACT, workers=2)
+    assert (result.shards, result.written, result.samples) == ((0, 1, 2, 3), 4, 24)
+    assert _tars(tmp_path / "two") == _tars(exact_release)
+    again = generate_in_processes(small_plan, None, tmp_path / "two", EXACT, workers=2)
+    assert (again.written, again.skipped) == (0, 4)
+    with pytest.raises(ConfigError, match="workers must be >= 1"):
+        generate_in_processes(small_plan, None, tmp_path / "none", EXACT, workers=0)
 
 
 def test_rows_the_phantom_cannot_render_fail_with_a_reason():

@@ -55,3 +55,18 @@ def test_plan_generate_under_accelerate_and_finalize(phantom_index, trained_run,
     assert done.exit_code == 0, done.output
     done = runner.invoke(app, ["finalize", str(partial)])
     assert done.exit_code != 0 and "shards 1-2" in str(done.exception)
+
+
+def test_exact_engine_in_two_local_processes(small_plan, tmp_path):
+    runner = CliRunner()
+    common = ["generate", "--plan", str(small_plan), "--engine", "phantom", "--size", "32"]
+    done = runner.invoke(app, [*common, "--out", str(tmp_path / "one")])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(app, [*common, "--out", str(tmp_path / "two"), "--workers", "2"])
+    assert done.exit_code == 0, done.output
+    assert "2 processes: 4 shards (4 written now, 0 already done), 24 samples, 0 failed" in done.output
+    for shard in range(4):
+        one, two = layout.tar_path(tmp_path / "one", shard), layout.tar_path(tmp_path / "two", shard)
+        assert one.read_bytes() == two.read_bytes()
+    done = runner.invoke(app, [*common, "--out", str(tmp_path / "x"), "--checkpoint", "phantom-64"])
+    assert done.exit_code != 0 and "takes no --checkpoint" in str(done.exception)

@@ -12,9 +12,9 @@ from synthfair.config import config_to_dict
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig, parse_do
 from synthfair.errors import SynthfairError
 from synthfair.fileio import atomic_write, write_json
+from synthfair.images.readers import read_image
+from synthfair.images.resize import fit_image
 from synthfair.phantom.source import image_bytes
-from synthfair.preprocess import fit_image
-from synthfair.sources.readers import read_image
 
 
 def counterfactual(

@@ -19,7 +19,13 @@ from synthfair.cli.progress import bar
 from synthfair.counterfactual import EngineConfig
 from synthfair.errors import ConfigError
 from synthfair.generate.plan import read_plan
-from synthfair.generate.runner import GenerateConfig, process_shards, shard_count, task_shards
+from synthfair.generate.runner import (
+    GenerateConfig,
+    generate_in_processes,
+    process_shards,
+    shard_count,
+    task_shards,
+)
 from synthfair.generate.runner import generate as generate_release
 from synthfair.phantom.engine import NAME as PHANTOM
 from synthfair.phantom.engine import PhantomEngineConfig
@@ -27,11 +33,14 @@ from synthfair.phantom.engine import PhantomEngineConfig
 
 def generate(
     plan: Annotated[Path, typer.Option(help="The plan (from `synthfair plan`).")],
-    checkpoint: Annotated[
-        Path,
-        typer.Option(help="A run directory (runs/NAME), a model directory or a shipped model (phantom-64)."),
-    ],
     out: Annotated[Path, typer.Option(help="The release directory (re-running resumes).")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            help="A run directory (runs/NAME), a model directory or a shipped model (phantom-64); "
+            "none with --engine phantom."
+        ),
+    ] = None,
     engine: Annotated[
         str, typer.Option(help="model (the image model at --checkpoint) or phantom (exact counterfactuals).")
     ] = "model",
@@ -56,16 +65,23 @@ def generate(
     batch_size: Annotated[int, typer.Option(help="Samples per network evaluation.")] = 8,
     encode_workers: Annotated[int, typer.Option(help="PNG-encoding threads.")] = 2,
     fit: Annotated[str, typer.Option(help="How factual images are fitted: crop, pad or stretch.")] = "crop",
+    workers: Annotated[
+        int,
+        typer.Option(help="Local processes without a launcher (the phantom engine renders on a core each)."),
+    ] = 1,
 ) -> None:
     """Generate the planned samples into WebDataset shards, each process writing whole shards."""
     import torch
     from accelerate import PartialState  # lazy: the CLI starts fast
 
-    state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes join a gloo group, as in training
     table, _ = read_plan(plan)
     wanted = _wanted(shards, task_index, num_tasks, shard_count(table))
     settings = _engine(engine, checkpoint, size, steps, guidance, abduction, batch_size)
     config = GenerateConfig(engine=settings, fit=fit, encode_workers=encode_workers)
+    if workers != 1:
+        _local_processes(plan, checkpoint, out, config, workers, wanted)
+        return
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes join a gloo group, as in training
     mine = process_shards(wanted, state.process_index, state.num_processes)
     rows = pc.sum(pc.is_in(table["shard"], pa.array(mine, pa.int32()))).as_py() or 0
     label = (
@@ -81,6 +97,20 @@ def generate(
     )
     if state.is_main_process:
         typer.echo(f"release: {out.resolve()} (when every shard is done: synthfair finalize {out})")
+
+
+def _local_processes(plan, checkpoint, out, config, workers: int, wanted: list[int]) -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(
+            f"--workers {workers} under a launcher ({os.environ['WORLD_SIZE']} processes)",
+            "use either accelerate launch or --workers, not both",
+        )
+    result = generate_in_processes(plan, checkpoint, out, config, workers, wanted)
+    typer.echo(
+        f"{workers} processes: {len(result.shards)} shards ({result.written} written now, {result.skipped} "
+        f"already done), {result.samples} samples, {result.failed} failed, {result.seconds:.0f} s"
+    )
+    typer.echo(f"release: {out.resolve()} (when every shard is done: synthfair finalize {out})")
 
 
 def _engine(engine, checkpoint, size, steps, guidance, abduction, batch_size):

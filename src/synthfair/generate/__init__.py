@@ -2,6 +2,7 @@
 
 plan = make_plan(read_index("index/"), load_plan_spec("plan.yaml")); write_plan(plan, "plan.parquet")
 generate("plan.parquet", "runs/NAME", "release/")     # per process; under accelerate launch too
+generate_in_processes("plan.parquet", None, "release/", GenerateConfig(engine=PhantomEngineConfig()))
 finalize("release/")                                  # manifest, SHA256SUMS, samples.parquet, card
 """
 
@@ -23,6 +24,7 @@ _LAZY = {  # name -> module: imported on first use, so that importing one light 
     "GenerateConfig": "synthfair.generate.runner",
     "GenerateResult": "synthfair.generate.runner",
     "generate": "synthfair.generate.runner",
+    "generate_in_processes": "synthfair.generate.runner",
     "process_shards": "synthfair.generate.runner",
     "task_shards": "synthfair.generate.runner",
 }
@@ -36,6 +38,7 @@ __all__ = [
     "Selection",
     "finalize",
     "generate",
+    "generate_in_processes",
     "load_plan_spec",
     "make_plan",
     "process_shards",

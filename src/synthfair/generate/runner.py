@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing as mp
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -36,15 +37,17 @@ import torch
 import synthfair
 from synthfair.config import config_to_dict
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig
+from synthfair.environment import die_with_parent
 from synthfair.errors import ConfigError, SynthfairError
 from synthfair.fileio import HashingWriter, atomic_write, sha256_file, write_json
 from synthfair.generate import layout
 from synthfair.generate.plan import read_plan
+from synthfair.images.png16 import encode_png16
+from synthfair.images.readers import ImageReadError, read_image
+from synthfair.images.resize import FITS, fit_image
 from synthfair.model.diffusion import MODEL_FILE, resolve_model
 from synthfair.phantom.engine import NAME as PHANTOM
 from synthfair.phantom.engine import PhantomEngine, PhantomEngineConfig
-from synthfair.preprocess import FITS, encode_png16, fit_image
-from synthfair.sources.readers import ImageReadError, read_image
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"
@@ -144,6 +147,41 @@ def generate(
     )
 
 
+def generate_in_processes(
+    plan: str | Path,
+    checkpoint: str | Path | None,
+    out: str | Path,
+    config: GenerateConfig | None = None,
+    workers: int = 2,
+    shards: Sequence[int] | None = None,
+) -> GenerateResult:
+    """`generate` in ``workers`` local processes at once (each its own share of the shards, as under
+    ``accelerate launch``), for one machine without a launcher: the phantom's exact engine renders on one
+    core per process. Model processes each get an equal share of the torch threads. The bytes are those of
+    one process (with the model: at the same thread count per process)."""
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}", "use e.g. 2")
+    start = time.time()
+    threads = max(1, torch.get_num_threads() // workers)
+    jobs = [(plan, checkpoint, out, config, shards, i, workers, threads) for i in range(workers)]
+    with mp.get_context("spawn").Pool(workers, initializer=die_with_parent) as pool:
+        results = pool.starmap(_generate_process, jobs)
+    return GenerateResult(
+        Path(out),
+        tuple(sorted(s for r in results for s in r.shards)),
+        sum(r.written for r in results),
+        sum(r.skipped for r in results),
+        sum(r.samples for r in results),
+        sum(r.failed for r in results),
+        time.time() - start,
+    )
+
+
+def _generate_process(plan, checkpoint, out, config, shards, index, workers, threads) -> GenerateResult:
+    torch.set_num_threads(threads)
+    return generate(plan, checkpoint, out, config, shards, index, workers)
+
+
 def _engine(checkpoint, config: GenerateConfig, taxonomy: Taxonomy, device: str | None):
     """The model's counterfactual engine, or the phantom's exact one."""
     if isinstance(config.engine, PhantomEngineConfig):
@@ -185,7 +223,7 @@ def _request(plan, checkpoint, config, engine, n_shards: int, taxonomy: Taxonomy
         "scm": exact or engine.scm is not None,  # the phantom propagates through its own SCM
         # CPU kernels sum in a thread-count-dependent order: the same bytes need the same thread count
         "device_type": device_type,
-        "torch_threads": torch.get_num_threads() if device_type == "cpu" else None,
+        "torch_threads": torch.get_num_threads() if device_type == "cpu" and not exact else None,
         "shards": n_shards,
         "taxonomy_sha256": taxonomy.sha256,
         "synthfair_version": synthfair.__version__,

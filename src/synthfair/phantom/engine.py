@@ -23,8 +23,8 @@ import numpy as np
 from synthfair.config import dataclass_from_dict
 from synthfair.counterfactual import Counterfactual
 from synthfair.errors import ConfigError, SynthfairError
+from synthfair.images.resize import fit_image
 from synthfair.phantom.simulator import Phantom, PhantomConfig
-from synthfair.preprocess import fit_image
 
 NAME = "phantom"
 

@@ -47,7 +47,7 @@ from typing import Any
 
 import pandas as pd
 
-from synthfair.sources.dicom import parse_age
+from synthfair.images.dicom import parse_age
 from synthfair.sources.records import (
     Rejected,
     SourceError,

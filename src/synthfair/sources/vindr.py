@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthfair.sources.dicom import parse_age, read_header
-from synthfair.sources.readers import ImageReadError
+from synthfair.images.dicom import parse_age, read_header
+from synthfair.images.readers import ImageReadError
 from synthfair.sources.records import (
     Rejected,
     SourceError,

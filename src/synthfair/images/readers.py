@@ -6,7 +6,7 @@ a reader recognises a file (by suffix or by its first bytes), ``read(path)`` ret
 VinDr-CXR names its DICOMs ``*.dicom`` and BRAX v1.0.0 gives them no extension at all.
 
 Intensities are divided by the nominal maximum of the stored bit depth (255, 65535, or the DICOM's own output
-range, see `synthfair.sources.dicom`), never stretched to the image's own min and max: an image that is dark
+range, see `synthfair.images.dicom`), never stretched to the image's own min and max: an image that is dark
 on disk stays dark, and one source keeps one intensity scale.
 
 Every failure raises `ImageReadError`, naming the file and the problem, with a hint on what to do.
@@ -14,29 +14,14 @@ Every failure raises `ImageReadError`, naming the file and the problem, with a h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
-from synthfair.errors import SynthfairError, did_you_mean
-
-REDOWNLOAD = "re-download the file (and check it against the release's SHA256SUMS)"
-
-
-@dataclass(frozen=True, eq=False)  # eq=False: comparing ndarrays field by field is ambiguous
-class Decoded:
-    image: np.ndarray  # (H, W) float32 in [0, 1]; 0 is black as displayed, so bone is bright
-    bits: int  # stored bit depth: 8 or 16 for PNG/JPEG; BitsStored (or the J2K precision, see dicom.py)
-    format: str  # "jpeg" | "png" | "dicom"
-    photometric: str  # "MONOCHROME2" for PNG/JPEG; the DICOM's own (0028,0004) value
-    path: str
-
-
-class ImageReadError(SynthfairError):
-    """An image file is missing, corrupt, or in a format or encoding that cannot be decoded."""
+from synthfair.errors import did_you_mean
+from synthfair.images.decoded import REDOWNLOAD, Decoded, ImageReadError, require_file
 
 
 class ImageReader(Protocol):
@@ -62,14 +47,6 @@ def sniff(path: str | Path) -> str | None:
     if head[128:132] == b"DICM":
         return "dicom"
     return None
-
-
-def require_file(path: str | Path) -> Path:
-    """``path`` as a Path, or an `ImageReadError` when there is no such file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"{path}: no such image file", f"check the path, or {REDOWNLOAD}")
-    return path
 
 
 class PILReader:
@@ -129,7 +106,7 @@ class PILReader:
 
 
 class DicomReader:
-    """DICOM files (``.dcm``, ``.dicom`` or no suffix), decoded by `synthfair.sources.dicom.decode`."""
+    """DICOM files (``.dcm``, ``.dicom`` or no suffix), decoded by `synthfair.images.dicom.decode`."""
 
     name = "dicom"
     suffixes = (".dcm", ".dicom")
@@ -138,7 +115,7 @@ class DicomReader:
         return Path(path).suffix.lower() in self.suffixes or sniff(path) == self.name
 
     def read(self, path: str | Path) -> Decoded:
-        from synthfair.sources import dicom  # lazy: pydicom is only needed for DICOM sources
+        from synthfair.images import dicom  # lazy: pydicom is only needed for DICOM sources
 
         return dicom.decode(path)
 

@@ -5,8 +5,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from synthfair.sources import dicom
-from synthfair.sources.readers import ImageReadError
+from synthfair.images import dicom
+from synthfair.images.readers import ImageReadError
 
 ANATOMY = dicom_files.anatomy()  # (32, 40) uint16, 12-bit, holds 0 and 4095
 

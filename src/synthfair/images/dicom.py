@@ -45,7 +45,7 @@ from pydicom.pixels import apply_modality_lut, apply_windowing, get_decoder, pix
 from pydicom.pixels.utils import get_j2k_parameters
 from pydicom.uid import JPEG2000TransferSyntaxes
 
-from synthfair.sources.readers import REDOWNLOAD, Decoded, ImageReadError, require_file
+from synthfair.images.decoded import REDOWNLOAD, Decoded, ImageReadError, require_file
 
 LOGGER = logging.getLogger(__name__)
 DAMAGED = (NotImplementedError, ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthfair.sources.readers import (
+from synthfair.images.readers import (
     READERS,
     DicomReader,
     ImageReadError,
