@@ -77,7 +77,7 @@ def test_unreadable_images_are_recorded_not_dropped(index_dir, tmp_path):
 
 def test_another_config_in_the_same_cache_is_refused(index_dir, tmp_path):
     preprocess(index_dir, tmp_path / "cache", PreprocessConfig(size=16))
-    with pytest.raises(SynthfairError, match="another index or settings"):
+    with pytest.raises(SynthfairError, match="holds a cache made with another config"):
         preprocess(index_dir, tmp_path / "cache", PreprocessConfig(size=32))
     with pytest.raises(SynthfairError, match="crop, pad or stretch"):
         PreprocessConfig(fit="zoom")

@@ -16,7 +16,7 @@ from PIL import Image
 
 from synthfair.data import release_images
 from synthfair.evaluate.samples import iter_shard
-from synthfair.generate import layout
+from synthfair.release import layout
 from synthfair.shards import ShardError, decode_png, shard_samples
 
 

@@ -29,7 +29,7 @@ import torch
 import webdataset as wds
 
 from synthfair.errors import SynthfairError
-from synthfair.generate import layout
+from synthfair.release import layout
 from synthfair.sampling.sampler import SUBSET_FILE, SUBSET_META
 from synthfair.shards import FIX, ShardError, decode_png, decode_record, sample_parts, shard_samples
 

@@ -24,7 +24,6 @@ import functools
 import hashlib
 import json
 import multiprocessing as mp
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,12 +31,12 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 import synthfair
+from synthfair import shardjob
 from synthfair.environment import die_with_parent
 from synthfair.errors import SynthfairError
-from synthfair.fileio import HashingWriter, atomic_write, remove_temporaries, write_json
+from synthfair.fileio import remove_temporaries, write_json
 from synthfair.images.png16 import decode_png16, encode_png16
 from synthfair.images.readers import ImageReadError, read_image
 from synthfair.images.resize import FITS, fit_image
@@ -45,7 +44,6 @@ from synthfair.index import read_index
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 SCHEMA = "synthfair.cache/1"
-TAR_MTIME = 0.0  # fixed member mtime: byte-identical tars
 STATUS_SCHEMA = pa.schema(
     [
         ("key", pa.string()),
@@ -104,16 +102,16 @@ def preprocess(
     out = Path(out)
     (out / "shards").mkdir(parents=True, exist_ok=True)
     request = _request(rows, config, taxonomy)
-    _claim(out, request)
+    shardjob.claim(out / "cache.json", request, "cache")
     remove_temporaries(out / "shards")  # a killed run's half-written files (this run is the only writer)
     shards = [rows[i : i + config.shard_size] for i in range(0, len(rows), config.shard_size)]
-    todo = [i for i in range(len(shards)) if not _stats_path(out, i).exists()]
+    todo = [i for i in range(len(shards)) if not shardjob.stats_path(out, i).exists()]
     tick = on_image or (lambda n: None)
     tick(sum(len(shards[i]) for i in range(len(shards)) if i not in todo))
     with _pool(config) as pool:
         for i in todo:
             _write_shard(out, i, shards[i], config, pool, tick)
-    stats = [json.loads(_stats_path(out, i).read_text()) for i in range(len(shards))]
+    stats = [json.loads(shardjob.stats_path(out, i).read_text()) for i in range(len(shards))]
     shard_entries = [{k: v for k, v in s.items() if k != "seconds"} for s in stats]  # bytes stay reproducible
     write_json(out / "manifest.json", {**request, "shards": shard_entries})
     failed = sum(s["failed"] for s in stats)
@@ -180,19 +178,6 @@ def _request(rows: list[dict], config: PreprocessConfig, taxonomy: Taxonomy) -> 
     }
 
 
-def _claim(out: Path, request: dict) -> None:
-    path = out / "cache.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        if {k: old.get(k) for k in request} != request:
-            raise SynthfairError(
-                f"{out} holds a cache made from another index or settings ({path})",
-                "use a new --out directory, or delete the old cache",
-            )
-        return
-    write_json(path, request)
-
-
 class _Serial:
     """A stand-in for a process pool when ``workers == 1``."""
 
@@ -237,42 +222,27 @@ def _encode(row: dict, config: PreprocessConfig) -> dict:
 
 
 def _write_shard(out: Path, i: int, rows: list[dict], config: PreprocessConfig, pool, tick) -> None:
-    import webdataset as wds  # lazy: decoding workers import this module and do not need it
-
-    start = time.time()
-    name = f"{i:06d}.tar"
-    final = out / "shards" / name
-    statuses = []
     work = functools.partial(_encode, config=config)  # picklable for the spawned workers
 
-    digests: dict[str, str] = {}
+    def samples():
+        for result in pool.imap(work, rows, chunksize=4):
+            sample = None
+            if result["status"] == "ok":
+                sample = {"__key__": result["key"], "png": result["png"], "json": result["json"]}
+            yield {k: result.get(k) for k in STATUS_SCHEMA.names}, sample
+            tick(1)
 
-    def write(f) -> None:
-        hashed = HashingWriter(f, "sha256")  # hashed as written: the tar is never read back
-        with wds.TarWriter(hashed, mtime=TAR_MTIME, encoder=False) as tar:
-            for result in pool.imap(work, rows, chunksize=4):
-                if result["status"] == "ok":
-                    tar.write({"__key__": result["key"], "png": result["png"], "json": result["json"]})
-                statuses.append({k: result.get(k) for k in STATUS_SCHEMA.names})
-                tick(1)
-        digests.update(hashed.hexdigests())
+    def summarize(written: shardjob.Written) -> dict[str, Any]:
+        ok = sum(s["status"] == "ok" for s in written.statuses)
+        return {
+            "shard": written.path.name,
+            "sha256": written.sha256,
+            "bytes": written.filesize,
+            "nsamples": ok,
+            "failed": len(written.statuses) - ok,
+            "first_key": rows[0]["key"],
+            "last_key": rows[-1]["key"],
+            "seconds": round(written.seconds, 3),
+        }
 
-    atomic_write(final, write)
-    status_table = pa.Table.from_pylist(statuses, schema=STATUS_SCHEMA)
-    atomic_write(out / "shards" / f"{i:06d}.parquet", lambda f: pq.write_table(status_table, f))
-    ok = sum(s["status"] == "ok" for s in statuses)
-    stats = {
-        "shard": name,
-        "sha256": digests["sha256"],
-        "bytes": final.stat().st_size,
-        "nsamples": ok,
-        "failed": len(statuses) - ok,
-        "first_key": rows[0]["key"],
-        "last_key": rows[-1]["key"],
-        "seconds": round(time.time() - start, 3),
-    }
-    write_json(_stats_path(out, i), stats)
-
-
-def _stats_path(out: Path, i: int) -> Path:
-    return out / "shards" / f"{i:06d}_stats.json"
+    shardjob.write_shard(out, i, samples(), STATUS_SCHEMA, summarize)

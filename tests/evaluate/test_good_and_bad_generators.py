@@ -20,7 +20,7 @@ from synthfair.evaluate.oracles import OracleConfig, train_oracles
 from synthfair.evaluate.realism import privacy
 from synthfair.evaluate.samples import read_release
 from synthfair.evaluate.soundness import amplification, composition, effectiveness, reversibility
-from synthfair.generate import layout
+from synthfair.release import layout
 
 SIZE = 16
 pytestmark = pytest.mark.slow  # two oracles trained on 200 toy images

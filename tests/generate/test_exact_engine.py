@@ -10,12 +10,13 @@ import pytest
 from PIL import Image
 
 from synthfair.errors import ConfigError
-from synthfair.generate import finalize, layout
+from synthfair.generate import finalize
 from synthfair.generate.plan import read_plan
 from synthfair.generate.runner import GenerateConfig, generate, generate_in_processes, task_shards
 from synthfair.images.png16 import decode_png16
 from synthfair.images.resize import fit_image
 from synthfair.phantom.engine import PhantomEngine, PhantomEngineConfig
+from synthfair.release import layout
 
 EXACT = GenerateConfig(engine=PhantomEngineConfig(size=32, batch_size=3), encode_workers=2)
 

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from synthfair.cli.main import app
-from synthfair.generate import layout
+from synthfair.release import layout
 
 SPEC = {"shard_size": 5, "select": {"limit": 3}, "interventions": [{"sex": "flip"}, {"age": [30]}]}
 

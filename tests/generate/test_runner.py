@@ -9,9 +9,9 @@ from PIL import Image
 
 from synthfair.counterfactual import EngineConfig
 from synthfair.errors import ConfigError, SynthfairError
-from synthfair.generate import layout
 from synthfair.generate.plan import read_plan, write_plan
 from synthfair.generate.runner import GenerateConfig, generate, process_shards, task_shards
+from synthfair.release import layout
 
 CONFIG = GenerateConfig(engine=EngineConfig(steps=4, batch_size=4), encode_workers=2)
 

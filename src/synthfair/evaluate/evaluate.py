@@ -30,6 +30,7 @@ from synthfair.fileio import jsonable, write_json
 from synthfair.generate.card import intersection_axes
 from synthfair.model.data import CacheDataset
 from synthfair.model.diffusion import resolve_model
+from synthfair.release import layout
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 SCHEMA = "synthfair.evaluation/1"
@@ -76,7 +77,7 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     samples = read_release(release)
     oracles = oracles if isinstance(oracles, Oracles) else Oracles.load(oracles)
-    generator = json.loads((Path(release) / "release.json").read_text()).get("generator")
+    generator = layout.read_request(release).get("generator")
     if checkpoint is not None and generator == "phantom":
         raise ConfigError(
             f"{release} holds the phantom's exact counterfactuals: no generator to check with --checkpoint",
@@ -190,7 +191,7 @@ def _privacy(samples, oracles, features, train_data):
 def _generator_metrics(
     samples, oracles, checkpoint, release, config, metrics, tables, taxonomy, axes
 ) -> None:
-    request = json.loads((Path(release) / "release.json").read_text())
+    request = layout.read_request(release)
     engine = CounterfactualEngine.load(checkpoint, EngineConfig(**request["engine"]))
     factual = sorted(samples.of_kind("factual"), key=lambda i: samples.keys[i])[: config.composition_samples]
     comp = soundness.composition(samples, engine, oracles, factual, config.cycles)

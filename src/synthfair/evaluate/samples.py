@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from synthfair.errors import SynthfairError
-from synthfair.generate import layout
+from synthfair.release import layout
 from synthfair.shards import decode_png, decode_record, sample_parts, shard_samples
 
 

@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 
 from synthfair.errors import SynthfairError
 from synthfair.fileio import atomic_write, sha256_file, write_json
-from synthfair.generate import layout
 from synthfair.generate.card import numbers_section, size_category
 from synthfair.generate.plan import read_plan
+from synthfair.release import layout
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 NUMBERS_START = "<!-- synthfair:numbers:start -->"

@@ -50,8 +50,8 @@ from synthfair.causal.scm import index_records
 from synthfair.config import config_to_dict, dataclass_from_dict, read_yaml
 from synthfair.errors import ConfigError, SynthfairError, did_you_mean
 from synthfair.fileio import atomic_write
-from synthfair.generate.layout import PLAN_SCHEMA
 from synthfair.index import sample_hash
+from synthfair.release.layout import PLAN_SCHEMA
 from synthfair.selection import unknown_covariate, where_mask
 from synthfair.taxonomy import Covariate, Taxonomy, load_taxonomy
 

@@ -1,6 +1,6 @@
 """Generate a planned release: each process writes whole shards of counterfactual samples, resumably.
 
-Per shard (files in `synthfair.generate.layout`):
+Per shard (files in `synthfair.release.layout`):
 
 1. leftovers of a killed run (temporary files) are removed;
 2. the shard's factual images are read and fitted to the model's size once per family; an image that cannot
@@ -31,16 +31,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 
 import synthfair
+from synthfair import shardjob
 from synthfair.config import config_to_dict
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig
 from synthfair.environment import die_with_parent
 from synthfair.errors import ConfigError, SynthfairError
-from synthfair.fileio import HashingWriter, atomic_write, sha256_file, write_json
-from synthfair.generate import layout
+from synthfair.fileio import atomic_write, sha256_file
 from synthfair.generate.plan import read_plan
 from synthfair.images.png16 import encode_png16
 from synthfair.images.readers import ImageReadError, read_image
@@ -48,6 +47,7 @@ from synthfair.images.resize import FITS, fit_image
 from synthfair.model.diffusion import MODEL_FILE, resolve_model
 from synthfair.phantom.engine import NAME as PHANTOM
 from synthfair.phantom.engine import PhantomEngine, PhantomEngineConfig
+from synthfair.release import layout
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"
@@ -137,7 +137,7 @@ def generate(
     rows_by_shard = _rows_by_shard(table, set(mine))
     with ThreadPoolExecutor(config.encode_workers) as pool:
         for shard in mine:
-            if layout.stats_path(out, shard).exists():
+            if shardjob.is_done(out, shard):
                 tick(len(rows_by_shard[shard]))
                 continue
             stats = _write_shard(out, shard, rows_by_shard[shard], engine, config, request, pool, tick)
@@ -232,17 +232,7 @@ def _request(plan, checkpoint, config, engine, n_shards: int, taxonomy: Taxonomy
 
 def _claim(out: Path, request: dict[str, Any], plan) -> None:
     """Record the request (first run) or check it against the recorded one; copy the plan in."""
-    path = out / layout.REQUEST_FILE
-    if path.exists():
-        old = json.loads(path.read_text())
-        diff = sorted(k for k in request if old.get(k) != request[k])
-        if diff:
-            raise SynthfairError(
-                f"{out} holds a release made with another {', '.join(diff)} ({path})",
-                "use a new --out directory, or the plan, checkpoint and settings recorded there",
-            )
-    else:
-        write_json(path, request, sort_keys=True)
+    shardjob.claim(out / layout.REQUEST_FILE, request, "release")
     if not (out / layout.PLAN_FILE).exists():
         atomic_write(out / layout.PLAN_FILE, lambda f: f.write(Path(plan).read_bytes()))
 
@@ -258,16 +248,13 @@ def _rows_by_shard(table: pa.Table, shards: set[int]) -> dict[int, list[dict[str
 
 # -- one shard ----------------------------------------------------------------------------------------------
 def _write_shard(out, shard, rows, engine, config, request, pool, tick) -> dict[str, Any]:
-    import webdataset as wds  # lazy: only generation needs it
-
     start = time.time()
-    _remove_leftovers(out, shard)
     images, errors = _factual_images(rows, engine.size, config.fit)
     encoded: dict[str, Future] = {}  # key -> PNG + JSON, encoded by the pool while the model works on
-    statuses: dict[str, dict[str, Any]] = {}
+    failed: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row["family"] in errors:
-            statuses[row["key"]] = _status(row["key"], "failed", errors[row["family"]])
+            failed[row["key"]] = _status(row["key"], "failed", errors[row["family"]])
             tick(1)
         elif row["kind"] == "factual":
             encoded[row["key"]] = pool.submit(_encode, *_sample(row, images[row["family"]], None, request))
@@ -277,59 +264,43 @@ def _write_shard(out, shard, rows, engine, config, request, pool, tick) -> dict[
         batch = model_rows[first : first + config.engine.batch_size]
         for row, result in zip(batch, _run_model(batch, images, engine), strict=True):
             if isinstance(result, SynthfairError):
-                statuses[row["key"]] = _status(row["key"], "failed", result.message)
+                failed[row["key"]] = _status(row["key"], "failed", result.message)
             else:
                 encoded[row["key"]] = pool.submit(
                     _encode, *_sample(row, images[row["family"]], result, request)
                 )
         tick(len(batch))
-    tar = layout.tar_path(out, shard)
 
-    digests: dict[str, str] = {}
+    def samples():
+        for row in rows:
+            if row["key"] in failed:
+                yield failed[row["key"]], None
+                continue
+            png, text, record = encoded[row["key"]].result()
+            sample = {"__key__": row["key"], "png": png, "json": text}
+            yield _status(row["key"], "ok", None, png, record), sample
 
-    def write(f) -> None:
-        hashed = HashingWriter(f, "sha256", "md5")  # hashed as written: the tar is never read back
-        with wds.TarWriter(hashed, mtime=layout.TAR_MTIME, encoder=False) as writer:
-            for row in rows:
-                if row["key"] not in encoded:
-                    continue
-                png, text, record = encoded[row["key"]].result()
-                writer.write({"__key__": row["key"], "png": png, "json": text})
-                statuses[row["key"]] = _status(row["key"], "ok", None, png, record)
-        digests.update(hashed.hexdigests())
+    def summarize(written: shardjob.Written) -> dict[str, Any]:
+        ok = [row for row, s in zip(rows, written.statuses, strict=True) if s["status"] == "ok"]
+        return {
+            "shard": shard,
+            "url": f"shards/{written.path.name}",
+            "sha256": written.sha256,
+            "md5sum": written.md5,  # the wids shard index's checksum
+            "filesize": written.filesize,
+            "nsamples": len(ok),
+            "failed": len(rows) - len(ok),
+            "first_key": rows[0]["key"],
+            "last_key": rows[-1]["key"],
+            "counts": {
+                "kind": dict(sorted(Counter(r["kind"] for r in ok).items())),
+                "label": dict(sorted(Counter(r["label"] for r in ok).items())),
+            },
+            "errors": dict(sorted(Counter(s["error"] for s in written.statuses if s["error"]).items())),
+            "seconds": round(time.time() - start, 3),
+        }
 
-    atomic_write(tar, write)
-    status_rows = [statuses[row["key"]] for row in rows]
-    status_table = pa.Table.from_pylist(status_rows, schema=layout.STATUS_SCHEMA)
-    atomic_write(layout.status_path(out, shard), lambda f: pq.write_table(status_table, f))
-    ok = [row for row in rows if statuses[row["key"]]["status"] == "ok"]
-    stats = {
-        "shard": shard,
-        "url": f"shards/{tar.name}",
-        "sha256": digests["sha256"],
-        "md5sum": digests["md5"],  # the wids shard index's checksum
-        "filesize": tar.stat().st_size,
-        "nsamples": len(ok),
-        "failed": len(rows) - len(ok),
-        "first_key": rows[0]["key"],
-        "last_key": rows[-1]["key"],
-        "counts": {
-            "kind": dict(sorted(Counter(r["kind"] for r in ok).items())),
-            "label": dict(sorted(Counter(r["label"] for r in ok).items())),
-        },
-        "errors": dict(sorted(Counter(s["error"] for s in status_rows if s["error"]).items())),
-        "seconds": round(time.time() - start, 3),
-    }
-    write_json(layout.stats_path(out, shard), stats)
-    return stats
-
-
-def _remove_leftovers(out: Path, shard: int) -> None:
-    name = layout.shard_name(shard)
-    for leftover in (out / "shards").glob(f".{name}*.tmp"):
-        leftover.unlink()
-    for partial in (layout.tar_path(out, shard), layout.status_path(out, shard)):
-        partial.unlink(missing_ok=True)
+    return shardjob.write_shard(out, shard, samples(), layout.STATUS_SCHEMA, summarize)
 
 
 def _factual_images(rows, size: int, fit: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:

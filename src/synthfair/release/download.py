@@ -32,9 +32,8 @@ from pathlib import Path
 
 from synthfair.errors import ConfigError, SynthfairError
 from synthfair.fileio import HASH_BLOCK, atomic_write, remove_temporaries, sha256_file
+from synthfair.release.layout import CARD_FILE, MANIFEST_FILE, SAMPLES_FILE, SHARD_INDEX_FILE, SUMS_FILE
 from synthfair.release.source import (
-    MANIFEST,
-    SUMS,
     Source,
     check_known,
     open_source,
@@ -46,7 +45,7 @@ from synthfair.release.source import (
 
 logger = logging.getLogger(__name__)
 
-METADATA = (MANIFEST, SUMS, "samples.parquet", "shardindex.json", "DATASET_CARD.md")
+METADATA = (MANIFEST_FILE, SUMS_FILE, SAMPLES_FILE, SHARD_INDEX_FILE, CARD_FILE)
 MAX_SUMS_BYTES = 64 << 20  # a SHA256SUMS of a million files is ~80 MB: beyond any synthfair release
 CHUNK = 8 << 20  # bytes per read from the source (and per HTTP range request when resuming)
 MIN_CHUNK = 64 << 10  # the smallest range request, after connections dropped mid-read
@@ -152,9 +151,10 @@ def plan_download(url: str, dest: str | Path, subset: str | Path | None = None) 
     dest = Path(dest)
     numbers = {shard_number(s["url"]): s for s in manifest["shards"]}
     shards = sorted(numbers) if subset is None else check_known(read_subset(subset), numbers, subset)
-    local_manifest = dest / MANIFEST
+    local_manifest = dest / MANIFEST_FILE
     trusted = local_manifest.is_file() and local_manifest.read_bytes() == manifest_bytes
-    manifest_file = PlannedFile(MANIFEST, len(manifest_bytes), hashlib.sha256(manifest_bytes).hexdigest())
+    digest = hashlib.sha256(manifest_bytes).hexdigest()
+    manifest_file = PlannedFile(MANIFEST_FILE, len(manifest_bytes), digest)
     files = [replace(manifest_file, state="present", have=len(manifest_bytes)) if trusted else manifest_file]
     files += [_local_state(dest, PlannedFile(name, None, None)) for name in METADATA[1:]]
     for n in shards:
@@ -202,19 +202,20 @@ def download(
     plan.dest.mkdir(parents=True, exist_ok=True)
     remove_temporaries(plan.dest, recursive=True)  # a killed run's half-written metadata (.part files stay)
     files = {f.path: f for f in plan.files}
-    total = sum(f.remaining or 0 for f in plan.to_fetch if f.path != MANIFEST)  # the manifest is already read
+    # the manifest is already read
+    total = sum(f.remaining or 0 for f in plan.to_fetch if f.path != MANIFEST_FILE)
     with _progress(total, on_bytes) as tick:
         fetch = _Fetcher(plan.source, plan.dest, plan.trusted, verify_existing, tick)
-        sums_outcome, sums = _read_sums(plan, files[SUMS])
+        sums_outcome, sums = _read_sums(plan, files[SUMS_FILE])
         tick(sums_outcome.bytes)
         outcomes = [sums_outcome]
         jobs = [
             replace(f, sha256=f.sha256 or sums.get(f.path)) for f in plan.files if f.path not in METADATA[:2]
         ]
         if sums_outcome.status != "absent":  # metadata files are fetched only if SHA256SUMS vouches for them
-            reason = f"not fetched: {SUMS} does not list it, so it cannot be verified"
+            reason = f"not fetched: {SUMS_FILE} does not list it, so it cannot be verified"
             if sums_outcome.status == "failed":
-                reason = f"not fetched: {SUMS}, which holds its sha256, could not be fetched"
+                reason = f"not fetched: {SUMS_FILE}, which holds its sha256, could not be fetched"
             outcomes += [
                 _Outcome(f.path, "failed", 0, FailedFile(f.path, reason))
                 for f in jobs
@@ -230,13 +231,13 @@ def download(
                 raise
     if not any(o.status == "failed" for o in outcomes):  # a run that failed somewhere commits nothing
         if sums:  # the sums of what DEST holds: `sha256sum -c SHA256SUMS` passes there, without flags
-            held = [(p, d) for p, d in sums.items() if (plan.dest / p).is_file() or p == MANIFEST]
+            held = [(p, d) for p, d in sums.items() if (plan.dest / p).is_file() or p == MANIFEST_FILE]
             text = "".join(f"{d}  {p}\n" for p, d in held)
-            if not (plan.dest / SUMS).is_file() or (plan.dest / SUMS).read_text() != text:
-                atomic_write(plan.dest / SUMS, lambda f: f.write(text.encode()))
+            if not (plan.dest / SUMS_FILE).is_file() or (plan.dest / SUMS_FILE).read_text() != text:
+                atomic_write(plan.dest / SUMS_FILE, lambda f: f.write(text.encode()))
         if not plan.trusted:  # last: from now on, present files are trusted
-            atomic_write(plan.dest / MANIFEST, lambda f: f.write(plan.manifest_bytes))
-            outcomes.append(_Outcome(MANIFEST, "fetched", len(plan.manifest_bytes)))
+            atomic_write(plan.dest / MANIFEST_FILE, lambda f: f.write(plan.manifest_bytes))
+            outcomes.append(_Outcome(MANIFEST_FILE, "fetched", len(plan.manifest_bytes)))
     return _result(plan, outcomes, False, start)
 
 
@@ -244,18 +245,18 @@ def _read_sums(plan: DownloadPlan, item: PlannedFile) -> tuple[_Outcome, dict[st
     """(outcome, ``SHA256SUMS`` as {path: sha256}): DEST's own copy when DEST trusts the manifest, else the
     release's, read into memory (bounded) and checked: every line well-formed, and its line for
     manifest.json matching the manifest read. Nothing in DEST changes here."""
-    local = plan.dest / SUMS
+    local = plan.dest / SUMS_FILE
     if plan.trusted and item.state == "present":
-        return _Outcome(SUMS, "skipped"), parse_sums(local.read_text(), str(local))
-    where = f"{plan.source.url}/{SUMS}"
+        return _Outcome(SUMS_FILE, "skipped"), parse_sums(local.read_text(), str(local))
+    where = f"{plan.source.url}/{SUMS_FILE}"
     try:
-        with plan.source.fs.open(plan.source.path(SUMS), "rb") as f:
+        with plan.source.fs.open(plan.source.path(SUMS_FILE), "rb") as f:
             data = f.read(MAX_SUMS_BYTES + 1)
     except FileNotFoundError:
-        logger.warning("%s has no %s: its metadata files cannot be verified", plan.source.url, SUMS)
-        return _Outcome(SUMS, "absent"), {}
+        logger.warning("%s has no %s: its metadata files cannot be verified", plan.source.url, SUMS_FILE)
+        return _Outcome(SUMS_FILE, "absent"), {}
     except Exception as err:  # network errors of any backend
-        return _Outcome(SUMS, "failed", 0, FailedFile(SUMS, f"{type(err).__name__}: {err}")), {}
+        return _Outcome(SUMS_FILE, "failed", 0, FailedFile(SUMS_FILE, f"{type(err).__name__}: {err}")), {}
     if len(data) > MAX_SUMS_BYTES:
         hint = "check the URL: it should be a release written by `synthfair finalize`"
         raise SynthfairError(f"{where} is larger than {MAX_SUMS_BYTES} bytes: not a checksum list", hint)
@@ -264,13 +265,13 @@ def _read_sums(plan: DownloadPlan, item: PlannedFile) -> tuple[_Outcome, dict[st
     except UnicodeDecodeError:
         raise SynthfairError(f"{where} is not UTF-8 text", "the release's checksum list is damaged") from None
     expected = hashlib.sha256(plan.manifest_bytes).hexdigest()
-    if sums.get(MANIFEST, expected) != expected:
+    if sums.get(MANIFEST_FILE, expected) != expected:
         raise SynthfairError(
-            f"{where} lists {MANIFEST} with sha256 {sums[MANIFEST]}, but the manifest read "
+            f"{where} lists {MANIFEST_FILE} with sha256 {sums[MANIFEST_FILE]}, but the manifest read "
             f"has {expected}: the two files are from different versions of the release",
             "the release may be being updated: re-run `synthfair download` in a few minutes",
         )
-    return _Outcome(SUMS, "fetched", len(data)), sums
+    return _Outcome(SUMS_FILE, "fetched", len(data)), sums
 
 
 class _Fetcher:
@@ -437,7 +438,7 @@ def _result(plan: DownloadPlan, outcomes: list[_Outcome], dry_run: bool, start: 
         dry_run=dry_run,
         fetched=paths("fetched"),
         bytes_fetched=sum(o.bytes for o in outcomes),
-        skipped=paths("skipped") + ((MANIFEST,) if plan.trusted and not dry_run else ()),
+        skipped=paths("skipped") + ((MANIFEST_FILE,) if plan.trusted and not dry_run else ()),
         absent=paths("absent"),
         failed=tuple(o.failure for o in outcomes if o.failure is not None),
         planned=plan.to_fetch,

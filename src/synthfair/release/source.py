@@ -1,4 +1,5 @@
-"""Reading a release: where it lives (an fsspec filesystem), its manifest and SHA256SUMS, and subset files.
+"""Reading a release: where it lives (an fsspec filesystem), its manifest and SHA256SUMS, its samples table
+(`read_samples`), and subset files.
 
 ``manifest.json`` must have schema ``synthfair.release/1`` and one entry per shard with a ``url`` inside the
 release (``shards/NNNNNN.tar``; the shard number is the integer in the name), a ``filesize`` and a ``sha256``.
@@ -6,17 +7,22 @@ release (``shards/NNNNNN.tar``; the shard number is the integer in the name), a 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthfair.errors import ConfigError, SynthfairError
 
-RELEASE_SCHEMA = "synthfair.release/1"
-MANIFEST = "manifest.json"
-SUMS = "SHA256SUMS"
+if TYPE_CHECKING:
+    import pandas as pd
+
+from synthfair.release.layout import MANIFEST_FILE, RELEASE_SCHEMA, SAMPLES_FILE, SUMS_FILE
+
 STREAMING_PROTOCOLS = {"http", "https", "hf"}  # fsspec opens these as one streamed GET with block_size=0
 INSTALL_HINTS = {
     **dict.fromkeys(("s3", "s3a"), "pip install s3fs (or: pip install 'synthfair[s3]')"),
@@ -52,7 +58,7 @@ def open_source(url: str | Path) -> Source:
     from fsspec.utils import get_protocol
 
     url = str(url).rstrip("/")
-    url = url.removesuffix(f"/{MANIFEST}")
+    url = url.removesuffix(f"/{MANIFEST_FILE}")
     protocol = get_protocol(url)
     try:
         options = _storage_options(protocol)
@@ -78,12 +84,12 @@ def _storage_options(protocol: str) -> dict[str, Any]:
 
 def read_manifest(source: Source) -> tuple[bytes, dict]:
     """The remote manifest's bytes and parsed content, checked; errors name the URL."""
-    where = f"{source.url}/{MANIFEST}"
+    where = f"{source.url}/{MANIFEST_FILE}"
     hint = "point at a release directory written by `synthfair finalize` (the one holding manifest.json)"
     try:
-        data = source.fs.cat_file(source.path(MANIFEST))
+        data = source.fs.cat_file(source.path(MANIFEST_FILE))
     except FileNotFoundError:
-        raise SynthfairError(f"no {MANIFEST} at {source.url}", hint) from None
+        raise SynthfairError(f"no {MANIFEST_FILE} at {source.url}", hint) from None
     except Exception as err:  # network and permission errors of any fsspec backend
         raise SynthfairError(
             f"cannot read {where}: {type(err).__name__}: {err}", "check the URL and the network, then re-run"
@@ -189,7 +195,7 @@ def check_known(wanted: list[int], known: dict[int, Any], subset: str | Path) ->
     return wanted
 
 
-def parse_sums(text: str, where: str = SUMS) -> dict[str, str]:
+def parse_sums(text: str, where: str = SUMS_FILE) -> dict[str, str]:
     """``SHA256SUMS`` (``<sha256>  <path>`` lines, as written by ``sha256sum``) as {path: sha256}. Every
     non-blank line must be one, with a relative path that stays in the release: a damaged list is an error,
     never a silent "nothing to verify"."""
@@ -217,3 +223,42 @@ def safe_relative(path: str) -> bool:
     """Whether ``path`` (from a release: untrusted) is relative and stays under the release's root."""
     pure = PurePosixPath(path)
     return bool(path) and not pure.is_absolute() and ".." not in pure.parts and "\\" not in path
+
+
+def read_release_file(release: str | Path, name: str) -> tuple[bytes, str]:
+    """(the bytes of file ``name`` of the release at ``release``, a directory or any fsspec URL; its
+    location). A missing file raises `FileNotFoundError` with the location as its filename."""
+    text = str(release)
+    if "://" not in text:
+        path = Path(text) / name
+        try:
+            return path.read_bytes(), str(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(2, "no such file", str(path)) from None
+    location = f"{text.rstrip('/')}/{name}"
+    import fsspec
+
+    try:
+        with fsspec.open(location, "rb") as f:
+            return f.read(), location
+    except FileNotFoundError:
+        raise FileNotFoundError(2, "no such file", location) from None
+
+
+def read_samples(release: str | Path, columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, str, str]:
+    """(rows of ``release``'s samples.parquet with ``columns`` that exist (None: all), its location, its
+    sha256)."""
+    import pyarrow.parquet as pq  # lazy: downloading a release needs no Parquet
+
+    try:
+        data, location = read_release_file(release, SAMPLES_FILE)
+    except FileNotFoundError as err:
+        location = str(err.filename or SAMPLES_FILE)
+        raise SynthfairError(
+            f"{location} does not exist: {release} is not a finalized release",
+            "point at a release directory or URL (run `synthfair finalize` on a generated release)",
+        ) from None
+    names = pq.read_schema(io.BytesIO(data)).names
+    present = names if columns is None else [c for c in dict.fromkeys(columns) if c in names]
+    table = pq.read_table(io.BytesIO(data), columns=present)
+    return table.to_pandas(), location, hashlib.sha256(data).hexdigest()

@@ -29,28 +29,24 @@ with the same ``pair`` id.
 
 from __future__ import annotations
 
-import hashlib
-import io
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 import synthfair
 from synthfair.config import config_to_dict
 from synthfair.errors import ConfigError, SynthfairError, did_you_mean
 from synthfair.fileio import atomic_write, jsonable, write_json
+from synthfair.release.source import read_samples
 from synthfair.sampling.spec import BiasSpec
 from synthfair.selection import covariate_of, where_mask
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 SUBSET_SCHEMA = "synthfair.subset/1"
 SUBSET_FILE, SUBSET_META = "subset.parquet", "subset.json"
-SAMPLES_FILE = "samples.parquet"
 BASE_COLUMNS = ("key", "family", "kind", "shard", "sample_hash", "split")
 PAIR_COLUMNS = ("parent", "changed")  # read only in paired mode
 ALL = "all"  # the one group when no groups are set
@@ -150,23 +146,6 @@ def write_subset(subset: Subset, out: str | Path) -> Path:
     }
     write_json(out / SUBSET_META, jsonable(meta))
     return out
-
-
-def read_samples(release: str | Path, columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, str, str]:
-    """(rows of ``release``'s samples.parquet with ``columns`` that exist (None: all), its location, its
-    sha256)."""
-    location = _join(release, SAMPLES_FILE)
-    try:
-        data = _read_bytes(location)
-    except FileNotFoundError:
-        raise SynthfairError(
-            f"{location} does not exist: {release} is not a finalized release",
-            "point at a release directory or URL (run `synthfair finalize` on a generated release)",
-        ) from None
-    names = pq.read_schema(io.BytesIO(data)).names
-    present = names if columns is None else [c for c in dict.fromkeys(columns) if c in names]
-    table = pq.read_table(io.BytesIO(data), columns=present)
-    return table.to_pandas(), location, hashlib.sha256(data).hexdigest()
 
 
 def changed_only(frame: pd.DataFrame, covariate: str) -> np.ndarray:
@@ -626,17 +605,3 @@ def release_location(release: str | Path) -> str:
     """A release's location as recorded in subset.json: URLs as given, local paths absolute."""
     text = str(release)
     return text if "://" in text else str(Path(text).resolve())
-
-
-def _join(release: str | Path, name: str) -> str:
-    text = str(release)
-    return f"{text.rstrip('/')}/{name}" if "://" in text else str(Path(text) / name)
-
-
-def _read_bytes(location: str) -> bytes:
-    if "://" not in location:
-        return Path(location).read_bytes()
-    import fsspec
-
-    with fsspec.open(location, "rb") as f:
-        return f.read()

@@ -1,4 +1,5 @@
-"""The files of a release directory, in one place (DESIGN.md section 6).
+"""The files of a release directory, in one place (DESIGN.md section 6). The shards are those of a
+`synthfair.shardjob` (its paths are re-exported here).
 
 RELEASE/release.json              the request (plan and checkpoint hashes, engine settings); written first,
                                   checked by every later run so a release never mixes two requests
@@ -22,6 +23,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from synthfair.errors import SynthfairError
+from synthfair.shardjob import TAR_MTIME as TAR_MTIME  # a release's shards are a shard job's
+from synthfair.shardjob import shard_name as shard_name
+from synthfair.shardjob import stats_path as stats_path
+from synthfair.shardjob import status_path as status_path
+from synthfair.shardjob import tar_path as tar_path
 
 SAMPLE_SCHEMA = "synthfair.sample/1"
 RELEASE_SCHEMA = "synthfair.release/1"
@@ -33,7 +39,6 @@ MANIFEST_FILE = "manifest.json"
 SHARD_INDEX_FILE = "shardindex.json"
 CARD_FILE = "DATASET_CARD.md"
 SUMS_FILE = "SHA256SUMS"
-TAR_MTIME = 0.0  # fixed member mtime: byte-identical tars
 KINDS = ("factual", "reconstruction", "counterfactual")
 
 # one row per plan row of a shard: what happened to it
@@ -50,27 +55,15 @@ STATUS_SCHEMA = pa.schema(
 )
 
 
-def shard_name(shard: int) -> str:
-    return f"{shard:06d}"
-
-
-def tar_path(release: str | Path, shard: int) -> Path:
-    return Path(release) / "shards" / f"{shard_name(shard)}.tar"
-
-
-def status_path(release: str | Path, shard: int) -> Path:
-    return Path(release) / "shards" / f"{shard_name(shard)}.parquet"
-
-
-def stats_path(release: str | Path, shard: int) -> Path:
-    return Path(release) / "shards" / f"{shard_name(shard)}_stats.json"
+def read_request(release: str | Path) -> dict:
+    """The request a release was generated for (``release.json``: plan, checkpoint, engine, generator)."""
+    path = Path(release) / REQUEST_FILE
+    if not path.is_file():
+        raise SynthfairError(f"{release} is not a release (no {REQUEST_FILE})", "run `synthfair generate`")
+    return json.loads(path.read_text())
 
 
 def release_complete(out: str | Path) -> tuple[int, list[int]]:
     """(shards in the release's plan, the shards not done yet)."""
-    out = Path(out)
-    request = out / REQUEST_FILE
-    if not request.is_file():
-        raise SynthfairError(f"{out} is not a release (no {REQUEST_FILE})", "run `synthfair generate`")
-    n = json.loads(request.read_text())["shards"]
+    n = read_request(out)["shards"]
     return n, [s for s in range(n) if not stats_path(out, s).exists()]
