@@ -41,8 +41,10 @@ def main() -> None:
     parser.add_argument("--out", default="bench-evaluate", help="where the release and the report go")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     out = Path(args.out)
     model = Path(args.model or pretrained_path("phantom-64"))
     oracles = Oracles.load(args.oracles or pretrained_path("oracles-phantom-64"))
@@ -93,8 +95,10 @@ def _headline(metrics: dict) -> None:
     eff = pd.DataFrame(metrics["effectiveness"]["by_intervention"])
     truth = pd.DataFrame(metrics["phantom_truth"]["by_intervention"]).set_index("label")
     amp = pd.DataFrame(metrics["amplification"]["by_intervention"])
-    print("| intervention | n | oracle: counterfactual (factual baseline) | truth: mae model / unchanged | "
-          "truth: effectiveness | truth: amplification | largest oracle amplification |")  # fmt: skip
+    print(
+        "| intervention | n | oracle: counterfactual (factual baseline) | truth: mae model / unchanged | "
+        "truth: effectiveness | truth: amplification | largest oracle amplification |"
+    )
     print("|---|---|---|---|---|---|---|")
     for _, row in eff.iterrows():
         if pd.notna(row["correct"]):
@@ -104,8 +108,11 @@ def _headline(metrics: dict) -> None:
         cells = [row["label"], str(row["n"]), oracle, "-", "-", "-", "-"]
         if row["label"] in truth.index:
             t = truth.loc[row["label"]]
-            cells[3:6] = [f"{t['mae_model']:.4f} / {t['mae_unchanged']:.4f}", f"{t['effectiveness']:.2f}",
-                          f"{t['amplification']:.3f}"]  # fmt: skip
+            cells[3:6] = [
+                f"{t['mae_model']:.4f} / {t['mae_unchanged']:.4f}",
+                f"{t['effectiveness']:.2f}",
+                f"{t['amplification']:.3f}",
+            ]
         others = amp[(amp["label"] == row["label"]) & (amp["covariate"] != row["covariate"])]
         if len(others):
             worst = others.loc[others["abs_delta"].idxmax()]
@@ -113,22 +120,30 @@ def _headline(metrics: dict) -> None:
         print("| " + " | ".join(cells) + " |")
     cycles = metrics["composition"]["cycles"]
     comp = metrics["composition"]["overall"][0]
-    print(f"\ncomposition (n={comp['n']}): L1 after 1 = {comp['l1_1']:.2e}, after {cycles} = "
-          f"{comp[f'l1_{cycles}']:.2e}")  # fmt: skip
+    print(
+        f"\ncomposition (n={comp['n']}): L1 after 1 = {comp['l1_1']:.2e}, after {cycles} = "
+        f"{comp[f'l1_{cycles}']:.2e}"
+    )
     rev = pd.DataFrame(metrics["reversibility"]["by_intervention"])
     weights = rev["n"] / rev["n"].sum()
-    print(f"reversibility (n={int(rev['n'].sum())}): mean L1 {(rev['l1'] * weights).sum():.4f}, "
-          f"feature {(rev['feature'] * weights).sum():.3f}")  # fmt: skip
+    print(
+        f"reversibility (n={int(rev['n'].sum())}): mean L1 {(rev['l1'] * weights).sum():.4f}, "
+        f"feature {(rev['feature'] * weights).sum():.3f}"
+    )
     real = metrics["realism"]
-    print(f"realism: FID {real['fid']:.3f}, KID {real['kid']:.4f} (oracle features, "
-          f"{real['factual']} factual vs {real['counterfactual']} counterfactual)")  # fmt: skip
+    print(
+        f"realism: FID {real['fid']:.3f}, KID {real['kid']:.4f} (oracle features, "
+        f"{real['factual']} factual vs {real['counterfactual']} counterfactual)"
+    )
     priv = metrics["privacy"]
     if "note" in priv:
         print(f"privacy: {priv['note']}")
     else:
-        print(f"privacy: memorized share {priv['memorized_share']:.3f} of {priv['generated']} generated vs "
-              f"{priv['train_images']} training images (median distance {priv['median_distance']:.3f}, "
-              f"threshold {priv['threshold']:.3f})")  # fmt: skip
+        print(
+            f"privacy: memorized share {priv['memorized_share']:.3f} of {priv['generated']} generated vs "
+            f"{priv['train_images']} training images (median distance {priv['median_distance']:.3f}, "
+            f"threshold {priv['threshold']:.3f})"
+        )
 
 
 if __name__ == "__main__":

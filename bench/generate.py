@@ -44,8 +44,10 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="encoding threads to try, comma-separated")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     exact = args.engine == "phantom"
     model = None if exact else args.model or pretrained_path("phantom-64")
     select = Selection(limit=args.families)

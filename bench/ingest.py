@@ -37,10 +37,21 @@ NIH_HEADER = (
 )
 NIH_LABELS = ["No Finding", "Effusion", "Atelectasis|Effusion", "Cardiomegaly", "Mass|Nodule", "Infiltration"]
 CHEXPERT_LABELS = [
-    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
-    "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia",
-    "Pneumothorax", "Support Devices",
-]  # fmt: skip
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Enlarged Cardiomediastinum",
+    "Fracture",
+    "Lung Lesion",
+    "Lung Opacity",
+    "No Finding",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Pneumonia",
+    "Pneumothorax",
+    "Support Devices",
+]
 
 
 def write_nih(root: Path, rows: int, rng: np.random.Generator) -> None:
@@ -175,8 +186,13 @@ def bench_preprocess(kind: str, n: int, size: int, workers: int, tmp: Path) -> d
     result = preprocess(tmp / f"{kind}-index", tmp / f"{kind}-cache", config)
     seconds = time.perf_counter() - t
     mb = sum(p.stat().st_size for p in (root / "images").iterdir()) / n / 2**20
-    return {"images": result.images, "failed": result.failed, "seconds": seconds, "img_per_s": n / seconds,
-            "input_mb_per_image": mb}  # fmt: skip
+    return {
+        "images": result.images,
+        "failed": result.failed,
+        "seconds": seconds,
+        "img_per_s": n / seconds,
+        "input_mb_per_image": mb,
+    }
 
 
 def main() -> None:
@@ -194,14 +210,18 @@ def main() -> None:
         if args.only in (None, "ingest"):
             for kind in ("nih", "mimic"):
                 r = bench_ingest(kind, args.rows, tmp)
-                print(f"ingest {kind:6s}: {r['rows']} rows ({r['indexed']} indexed) in {r['seconds']:.1f} s "
-                      f"= {r['rows_per_s']:,.0f} rows/s")  # fmt: skip
+                print(
+                    f"ingest {kind:6s}: {r['rows']} rows ({r['indexed']} indexed) in {r['seconds']:.1f} s "
+                    f"= {r['rows_per_s']:,.0f} rows/s"
+                )
         if args.only in (None, "preprocess"):
             for kind in ("jpeg8", "png16", "dicom", "dicom-j2k"):
                 r = bench_preprocess(kind, args.images, args.size, args.workers, tmp)
-                print(f"preprocess {kind:9s} 2500x2048 -> {args.size}^2, {args.workers} workers: "
-                      f"{r['img_per_s']:.1f} img/s ({r['images']} images, "
-                      f"{r['input_mb_per_image']:.1f} MB each, {r['failed']} failed)")  # fmt: skip
+                print(
+                    f"preprocess {kind:9s} 2500x2048 -> {args.size}^2, {args.workers} workers: "
+                    f"{r['img_per_s']:.1f} img/s ({r['images']} images, "
+                    f"{r['input_mb_per_image']:.1f} MB each, {r['failed']} failed)"
+                )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory of the main process: {peak:.0f} MiB")
 

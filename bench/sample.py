@@ -45,8 +45,10 @@ def main() -> None:
     if args.method:
         print(json.dumps(_run(args.method, Path(args.file), args.repeats)))
         return
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-          f"pandas {pd.__version__}")  # fmt: skip
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+        f"pandas {pd.__version__}"
+    )
     from synthfair.sampling.synthetic import synthetic_samples
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,17 +59,27 @@ def main() -> None:
         print(f"samples.parquet: {len(frame):,} rows, {megabytes:.1f} MB; spec: {json.dumps(SPEC)}")
         del frame
         for method in ("synthfair", "pandas"):
-            command = [sys.executable, __file__, "--method", method, "--file", str(path),
-                       "--repeats", str(args.repeats)]  # fmt: skip
+            command = [
+                sys.executable,
+                __file__,
+                "--method",
+                method,
+                "--file",
+                str(path),
+                "--repeats",
+                str(args.repeats),
+            ]
             out = subprocess.run(command, capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{method:9s}: read {r['read_s']:.2f} s + sample {r['sample_s']:.2f} s "
-                  f"(best of {args.repeats}) "
-                  f"= {r['read_s'] + r['sample_s']:.2f} s; peak RSS {r['peak_mb']:.0f} MB "
-                  f"(+{r['peak_mb'] - r['base_mb']:.0f} MB over the imported libraries); train: "
-                  f"female x black share "
-                  f"{r['share']:.4f} (target 0.05), prevalence {r['prevalence']:.3f} (0.6), device strength "
-                  f"{r['strength']:.3f} (0.9); one member per family: {r['one_per_family']}")  # fmt: skip
+            print(
+                f"{method:9s}: read {r['read_s']:.2f} s + sample {r['sample_s']:.2f} s "
+                f"(best of {args.repeats}) "
+                f"= {r['read_s'] + r['sample_s']:.2f} s; peak RSS {r['peak_mb']:.0f} MB "
+                f"(+{r['peak_mb'] - r['base_mb']:.0f} MB over the imported libraries); train: "
+                f"female x black share "
+                f"{r['share']:.4f} (target 0.05), prevalence {r['prevalence']:.3f} (0.6), device strength "
+                f"{r['strength']:.3f} (0.9); one member per family: {r['one_per_family']}"
+            )
 
 
 def _run(method: str, path: Path, repeats: int) -> dict:
@@ -78,8 +90,19 @@ def _run(method: str, path: Path, repeats: int) -> dict:
     taxonomy = load_taxonomy()
     _reset_peak()
     base = _peak_mb()
-    columns = ["key", "family", "kind", "shard", "sample_hash", "split", "patient", "sex", "race", "device",
-               "findings.cardiomegaly"]  # fmt: skip
+    columns = [
+        "key",
+        "family",
+        "kind",
+        "shard",
+        "sample_hash",
+        "split",
+        "patient",
+        "sex",
+        "race",
+        "device",
+        "findings.cardiomegaly",
+    ]
     spec = bias_spec_from_dict(SPEC)
     reads, samples = [], []
     for _ in range(repeats):
@@ -121,8 +144,11 @@ def naive_sample(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
     df["cell"] = df.apply(lambda r: f"{r['group']}|{r['y']}|{r['c']}", axis=1)
     rng = np.random.default_rng(spec["seed"])
     families = df["family"].unique()
-    split_of = dict(zip(families, rng.choice(["train", "validate", "test"], len(families), p=[0.6, 0.2, 0.2]),
-                        strict=True))  # fmt: skip
+    split_of = dict(
+        zip(
+            families, rng.choice(["train", "validate", "test"], len(families), p=[0.6, 0.2, 0.2]), strict=True
+        )
+    )
     df["split"] = df["family"].map(split_of)
     out = []
     for split, n in (("train", 12000), ("validate", 4000), ("test", 4000)):

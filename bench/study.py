@@ -28,13 +28,22 @@ from synthfair.fairness import StudySpec, run_study
 from synthfair.pretrained import pretrained_path
 
 REBALANCE = {
-    "base": {"size": 300, "seed": 0, "target": "findings.cardiomegaly", "groups": ["sex"],
-             "shares": {"female": 0.1}, "splits": {"train": 0.6, "validate": 0.1, "test": 0.3}},
+    "base": {
+        "size": 300,
+        "seed": 0,
+        "target": "findings.cardiomegaly",
+        "groups": ["sex"],
+        "shares": {"female": 0.1},
+        "splits": {"train": 0.6, "validate": 0.1, "test": 0.3},
+    },
     "groups": ["sex"],
     "baseline": False,
-    "rebalance": {"attribute": "sex", "minority": "female",
-                  "methods": ["none", "reweight", "oversample", "generate", "exact"]},
-}  # fmt: skip
+    "rebalance": {
+        "attribute": "sex",
+        "minority": "female",
+        "methods": ["none", "reweight", "oversample", "generate", "exact"],
+    },
+}
 
 
 def main() -> None:
@@ -47,8 +56,10 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="the generator (default: the shipped phantom-64)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")  # fmt: skip
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     classifier = {"epochs": args.epochs}
     base = {**DEMO_STUDY["base"], "size": args.size}
     spurious = dataclass_from_dict(StudySpec, {**DEMO_STUDY, "base": base, "classifier": classifier})
@@ -62,9 +73,11 @@ def main() -> None:
     )
     for r in result.results:
         agg = r["groups"]["aggregates"]
-        print(f"  strength {r['cell']['correlation.strength']}: AUROC {r['groups']['overall']['auroc']:.3f}, "
-              f"DP difference {agg['demographic_parity_difference']['value']:.3f}, EO difference "
-              f"{agg['equalized_odds_difference']['value']:.3f}")  # fmt: skip
+        print(
+            f"  strength {r['cell']['correlation.strength']}: AUROC {r['groups']['overall']['auroc']:.3f}, "
+            f"DP difference {agg['demographic_parity_difference']['value']:.3f}, EO difference "
+            f"{agg['equalized_odds_difference']['value']:.3f}"
+        )
     seeds = [int(v) for v in args.seeds.split(",")]
     spec = dataclass_from_dict(StudySpec, {**REBALANCE, "seeds": seeds, "classifier": classifier})
     t = time.perf_counter()

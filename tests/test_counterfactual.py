@@ -33,8 +33,12 @@ def test_intervention_changes_image_and_covariates_deterministically(trained_run
     again = engine(images[:1], factuals[:1], [do], seeds=[7])[0]
     assert first.image.tobytes() == again.image.tobytes()
     # the same sample in a batch with others: the same bytes
-    mixed = engine([images[3], images[0], images[2]], [factuals[3], factuals[0], factuals[2]],
-                   [{}, do, {"age": 80.0}], seeds=[1, 7, 2])  # fmt: skip
+    mixed = engine(
+        [images[3], images[0], images[2]],
+        [factuals[3], factuals[0], factuals[2]],
+        [{}, do, {"age": 80.0}],
+        seeds=[1, 7, 2],
+    )
     assert mixed[1].image.tobytes() == first.image.tobytes()
 
 

@@ -10,8 +10,13 @@ from synthfair.data import collate, subset_pipeline
 from synthfair.errors import SynthfairError
 from synthfair.sampling import bias_spec_from_dict, sample, write_subset
 
-SPEC = {"size": 4, "seed": 1, "target": "findings.cardiomegaly", "kinds": ["factual", "counterfactual"],
-        "splits": {"train": 0.5, "test": 0.5}}  # fmt: skip
+SPEC = {
+    "size": 4,
+    "seed": 1,
+    "target": "findings.cardiomegaly",
+    "kinds": ["factual", "counterfactual"],
+    "splits": {"train": 0.5, "test": 0.5},
+}
 
 
 @pytest.fixture(scope="module")

@@ -126,3 +126,53 @@ def test_fuzzed_shards_give_clean_errors(tmp_path):
         except ShardError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 0 and sum(outcomes.values()) == 300
+
+
+def test_the_reader_reaches_any_sample_of_a_finalized_release_locally_and_over_http(finalized_release):
+    from synthfair.evaluate.samples import read_release
+    from synthfair.release import serve
+    from synthfair.shards import ShardReader
+
+    everything = read_release(finalized_release)  # before: each shard read in order
+    reader = ShardReader.from_shard_index(finalized_release / layout.SHARD_INDEX_FILE)
+    assert len(reader) == len(everything.keys) == 24
+    for i in (23, 0, 11, 5):  # any order
+        key, image, record = reader[i]
+        assert key == everything.keys[i] and record == everything.records[i]
+        assert np.array_equal(image, everything.images[i])
+    shard, position = reader.locate(13)
+    assert reader.sample(shard, everything.keys[13])[0] == reader.keys(shard)[position]
+    with pytest.raises(IndexError):
+        reader[24]
+    with serve(finalized_release) as server:
+        remote = layout.shard_reader(server.url)
+        assert len(remote) == 24 and remote[17][0] == everything.keys[17]
+        assert np.array_equal(remote[17][1], everything.images[17])
+
+
+BAD_ENTRIES = [
+    ({"url": "../x.tar", "nsamples": 1}, "relative url"),
+    ({"url": "/etc/passwd", "nsamples": 1}, "relative url"),
+    ({"url": "shards/000000.tar", "nsamples": -1}, "nsamples >= 0"),
+]
+
+
+def test_a_shard_index_that_disagrees_or_leaves_the_release_is_refused(finalized_release):
+    from synthfair.shards import ShardReader
+
+    index = json.loads((finalized_release / layout.SHARD_INDEX_FILE).read_text())
+    path = finalized_release / "bad.json"  # beside the shards its URLs are relative to
+    try:
+        for entry, words in BAD_ENTRIES:
+            path.write_text(json.dumps({**index, "shardlist": [entry]}))
+            with pytest.raises(ShardError, match=words):
+                ShardReader.from_shard_index(path)
+        wrong = {**index["shardlist"][0], "nsamples": 99}
+        path.write_text(json.dumps({**index, "shardlist": [wrong]}))
+        with pytest.raises(ShardError, match="holds 7 samples, its list says 99"):
+            ShardReader.from_shard_index(path)[0]
+        path.write_text("[]")
+        with pytest.raises(ShardError, match="not a wids shard index"):
+            ShardReader.from_shard_index(path)
+    finally:
+        path.unlink(missing_ok=True)

@@ -311,6 +311,36 @@ def test_bin_label_of_missing_out_of_range_and_unbinned(tiny):
         tiny["sex"].bin_label("male")
 
 
+def test_flat_columns_flatten_and_unflatten(tiny):
+    assert tiny.columns() == ("age", "sex", "labels.edema", "labels.effusion", "site")
+    assert tiny.columns("labels") == ("labels.edema", "labels.effusion")
+    assert tiny.label_columns() == ("labels.edema", "labels.effusion")
+    record = {"age": 40.0, "sex": "female", "labels": {"edema": 1}, "site": None}
+    flat = tiny.flatten(record)
+    assert flat == {"age": 40.0, "sex": "female", "labels.edema": 1, "labels.effusion": None, "site": None}
+    assert tiny.flatten(record, label=lambda v: int(v or 0))["labels.effusion"] == 0
+    assert tiny.unflatten(flat) == {**record, "labels": {"edema": 1, "effusion": None}}
+    assert tiny.unflatten({"age": 3.0}) == {"age": 3.0}  # covariates without columns are left out
+    assert tiny.column("labels.edema") == (tiny["labels"], "edema")
+    assert tiny.column("age") == (tiny["age"], None)
+    with pytest.raises(TaxonomyError, match="labels.edma.*did you mean 'labels.edema'"):
+        tiny.column("labels.edma")
+
+
+def test_group_labels_bin_continuous_covariates_and_name_missing_values(tiny):
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({"age": [10.0, 60.0, None], "sex": ["female", None, "male"]}, index=[7, 8, 9])
+    labels = tiny.group_labels(frame, ["age", "sex"])
+    assert labels.index.tolist() == [7, 8, 9]
+    assert labels["age"].tolist() == ["[0, 50)", "[50, 100]", "(missing)"]
+    assert labels["sex"].tolist() == ["female", "(missing)", "male"]
+    assert tiny["age"].bin_codes([10.0, None, 100.0]).tolist() == [0, -1, 1]
+    with pytest.raises(TaxonomyError, match="age=101 at position 1"):
+        tiny["age"].bin_codes(np.array([1.0, 101.0]))
+
+
 def test_default_age_bins():
     age = load_taxonomy()["age"]
     assert [age.bin_label(v) for v in (0, 39.5, 40, 119, 120)] == ["[0, 20)", "[20, 40)", "[40, 60)"] + [

@@ -209,8 +209,12 @@ class CounterfactualEngine:
         out: list[Counterfactual] = []
         for start in range(0, n, self.config.batch_size):
             rows = range(start, min(start + self.config.batch_size, n))
-            out += self._batch([images[i] for i in rows], [factuals[i] for i in rows],
-                               [interventions[i] for i in rows], [seeds[i] for i in rows])  # fmt: skip
+            out += self._batch(
+                [images[i] for i in rows],
+                [factuals[i] for i in rows],
+                [interventions[i] for i in rows],
+                [seeds[i] for i in rows],
+            )
         return out
 
     def covariates(self, factual: Mapping[str, Any], intervention: Mapping[str, Any], seed: int):

@@ -31,7 +31,15 @@ import webdataset as wds
 from synthfair.errors import SynthfairError
 from synthfair.release import layout
 from synthfair.sampling.sampler import SUBSET_FILE, SUBSET_META
-from synthfair.shards import FIX, ShardError, decode_png, decode_record, sample_parts, shard_samples
+from synthfair.shards import (
+    FIX,
+    ShardError,
+    ShardReader,
+    decode_png,
+    decode_record,
+    sample_parts,
+    shard_samples,
+)
 
 LABEL_COLUMNS = ("target", "target_true", "target_flipped", "group", "split")
 
@@ -47,17 +55,19 @@ def subset_pipeline(
     meta, table = read_subset(subset)
     if split is not None:
         if split not in set(table["split"]):
-            raise SynthfairError(f"subset {subset} has no split {split!r}",
-                                 f"its splits: {sorted(set(table['split']))}")  # fmt: skip
+            raise SynthfairError(
+                f"subset {subset} has no split {split!r}", f"its splits: {sorted(set(table['split']))}"
+            )
         table = table[table["split"] == split]
     root = str(release if release is not None else meta["release"])
     if root.startswith("<"):
-        raise SynthfairError(f"subset {subset} does not say where its release is ({root})",
-                             "pass release= (a release directory or URL prefix)")  # fmt: skip
+        raise SynthfairError(
+            f"subset {subset} does not say where its release is ({root})",
+            "pass release= (a release directory or URL prefix)",
+        )
     expected = _expected(root, table)
     urls = list(expected)
-    labels = {row["key"]: {c: row[c] for c in LABEL_COLUMNS if c in row}
-              for row in table.to_dict("records")}  # fmt: skip
+    labels = {row["key"]: {c: row[c] for c in LABEL_COLUMNS if c in row} for row in table.to_dict("records")}
     stages: list[Any] = [wds.SimpleShardList(urls)]
     if shuffle:  # shard order and a sample buffer, reseeded every epoch (seed + epoch): deterministic
         stages.append(wds.detshuffle(len(urls), initial=len(urls), seed=seed))
@@ -70,10 +80,22 @@ def subset_pipeline(
 
 def release_images(release: str | Path, keys: pd.DataFrame) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
     """key -> (image (H, W) float32 in [0, 1], its record) for ``keys`` (a frame with ``key`` and ``shard``
-    columns, e.g. rows of samples.parquet or subset.parquet), read from only the shards that hold them."""
+    columns, e.g. rows of samples.parquet or subset.parquet), read by random access (`ShardReader`) from only
+    the shards that hold them. An expected sample that its shard lacks is an error, never a silent gap."""
     expected = _expected(str(release), keys)
-    pipeline = wds.DataPipeline(wds.SimpleShardList(list(expected)), _open, _decoded(expected))
-    return {sample["__key__"]: (sample["pixels"], sample["json"]) for sample in pipeline}
+    reader = ShardReader([(url, None) for url in expected])
+    out = {}
+    for shard, (url, wanted) in enumerate(expected.items()):
+        missing = wanted - set(reader.keys(shard))
+        if missing:
+            raise ShardError(
+                f"{url}: {len(missing)} expected samples are missing (e.g. {min(missing)!r})",
+                "check that the release and the subset or samples table belong together; " + FIX,
+            )
+        for key in sorted(wanted):
+            _, image, record = reader.sample(shard, key)
+            out[key] = (image, record)
+    return out
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -163,8 +185,12 @@ def _attach(labels: dict[str, dict[str, Any]]):
 
     def stage(data):
         for sample in data:
-            out = {"__key__": sample["__key__"], "__url__": sample["__url__"],
-                   "image": torch.from_numpy(sample["pixels"])[None], "json": sample["json"]}  # fmt: skip
+            out = {
+                "__key__": sample["__key__"],
+                "__url__": sample["__url__"],
+                "image": torch.from_numpy(sample["pixels"])[None],
+                "json": sample["json"],
+            }
             for name, value in labels[sample["__key__"]].items():
                 out[name] = value.item() if isinstance(value, np.generic) else value
             yield out

@@ -288,9 +288,13 @@ def _evaluate(result: DemoResult, config: DemoConfig, phantom_config: PhantomCon
         origin = f"shipped with the package: `{pretrained_path('oracles-phantom-64')}`"
     evaluate_config = EvaluateConfig(composition_samples=4, reversibility_samples=8)
     evaluation = evaluate(
-        result.release, oracles, result.evaluation, evaluate_config, checkpoint=result.model,
+        result.release,
+        oracles,
+        result.evaluation,
+        evaluate_config,
+        checkpoint=result.model,
         train_data=result.train_cache,
-    )  # fmt: skip
+    )
     scores = ", ".join(f"{o.covariate} {_headline(o.metrics)}" for o in oracles)
     truth = evaluation.tables.get("phantom_truth")
     privacy = evaluation.metrics["privacy"]
@@ -312,8 +316,10 @@ def _evaluate(result: DemoResult, config: DemoConfig, phantom_config: PhantomCon
     if truth is not None and not truth.empty:
         cf = truth[truth["kind"] == "counterfactual"]
         model, unchanged = cf["mae_model"].mean(), cf["mae_unchanged"].mean()
-        lines.append(f"Against the exact counterfactuals ({len(cf)}): mean |generated - truth| {model:.4f}, "
-                     f"unchanged image {unchanged:.4f}.")  # fmt: skip
+        lines.append(
+            f"Against the exact counterfactuals ({len(cf)}): mean |generated - truth| {model:.4f}, "
+            f"unchanged image {unchanged:.4f}."
+        )
     return "\n".join([*lines, ""])
 
 
@@ -395,9 +401,15 @@ def _bias_subset(result: DemoResult, config: DemoConfig) -> str:
     for name, subset in (("biased", biased), ("baseline", baseline)):
         for split, stats in subset.stats.items():
             prev, corr, n = stats["prevalence"]["all"], stats["correlation"], stats["size"]["achieved"]
-            cells = [name, split, str(n), f"{prev['achieved']:.2f} ({prev['target']:.2f})",
-                     f"{corr['p_value_given_target_1']:.2f}", f"{corr['p_value_given_target_0']:.2f}",
-                     f"{corr['achieved_strength']:+.2f} ({corr['target_strength']:+.2f})"]  # fmt: skip
+            cells = [
+                name,
+                split,
+                str(n),
+                f"{prev['achieved']:.2f} ({prev['target']:.2f})",
+                f"{corr['p_value_given_target_1']:.2f}",
+                f"{corr['p_value_given_target_0']:.2f}",
+                f"{corr['achieved_strength']:+.2f} ({corr['target_strength']:+.2f})",
+            ]
             lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",

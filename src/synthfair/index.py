@@ -84,7 +84,7 @@ def columns(taxonomy: Taxonomy) -> list[str]:
 
 def finding_columns(taxonomy: Taxonomy) -> list[str]:
     """``findings.<label>`` for every multilabel covariate's labels, in taxonomy order."""
-    return [f"{s.name}.{label}" for s in taxonomy if s.kind == "multilabel" for label in s.values]
+    return list(taxonomy.label_columns())
 
 
 def to_table(records: Sequence[Mapping[str, Any]], taxonomy: Taxonomy) -> pa.Table:

@@ -15,9 +15,8 @@ import pandas as pd
 
 from synthfair.errors import SynthfairError, did_you_mean
 from synthfair.index import finding_columns
-from synthfair.taxonomy import Taxonomy, load_taxonomy
+from synthfair.taxonomy import MISSING, Taxonomy, load_taxonomy
 
-MISSING = "(missing)"
 NO_FINDING = "no_finding"
 
 
@@ -58,7 +57,7 @@ def index_stats(
                 "each intersection)",
                 f"choose axes among {', '.join(allowed)}",
             )
-    groups = _group_labels(index, taxonomy, axes)
+    groups = taxonomy.group_labels(index, axes)
     full = pd.MultiIndex.from_product([_levels(taxonomy[a], groups[a]) for a in axes], names=list(axes))
     counts = groups.value_counts(dropna=False).reindex(full, fill_value=0)
     inter = counts.rename("n").reset_index()
@@ -78,28 +77,11 @@ def _levels(spec, observed: pd.Series) -> list[str]:
     return levels + ([MISSING] if (observed == MISSING).any() else [])
 
 
-def _group_labels(index: pd.DataFrame, taxonomy: Taxonomy, axes: tuple[str, ...]) -> pd.DataFrame:
-    out = {}
-    for axis in axes:
-        spec = taxonomy[axis]
-        if spec.kind == "continuous":
-            labels = [spec.bin_label(v) for v in index[axis].astype(float)]
-            out[f"{axis}_group" if axis in index else axis] = labels
-        else:
-            out[axis] = list(index[axis])
-    frame = pd.DataFrame(out, index=index.index).rename(columns=lambda c: c.removesuffix("_group"))
-    return frame.astype(object).where(frame.notna(), MISSING)
-
-
 def _by_source(index: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
     counts = index.groupby(["dataset", "split"]).size().unstack(fill_value=0)
     counts["total"] = counts.sum(axis=1)
     for spec in taxonomy:
-        if spec.kind == "multilabel":
-            cols = [f"{spec.name}.{label}" for label in spec.values]
-            covered = index[cols].notna().any(axis=1)
-        else:
-            covered = index[spec.name].notna()
+        covered = index[list(taxonomy.columns(spec.name))].notna().any(axis=1)
         counts[f"has_{spec.name}"] = covered.groupby(index["dataset"]).mean().round(3)
     return counts.reset_index()
 

@@ -37,10 +37,11 @@ from synthfair import shardjob
 from synthfair.environment import die_with_parent
 from synthfair.errors import SynthfairError
 from synthfair.fileio import remove_temporaries, write_json
-from synthfair.images.png16 import decode_png16, encode_png16
+from synthfair.images.png16 import encode_png16
 from synthfair.images.readers import ImageReadError, read_image
 from synthfair.images.resize import FITS, fit_image
 from synthfair.index import read_index
+from synthfair.shards import ShardReader
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 SCHEMA = "synthfair.cache/1"
@@ -121,21 +122,18 @@ def preprocess(
 def iter_cache(cache: str | Path, split: str | None = None) -> Iterator[dict[str, Any]]:
     """The samples of a preprocessed cache, in order: ``{"key", "image" (float32 [0, 1], (H, W)), "meta"}``.
 
-    Decodes the 16-bit PNGs itself (webdataset's PIL decoders would reduce them to 8 bits)."""
+    Read through `synthfair.shards.ShardReader` (16-bit PNGs stay 16-bit, every member checked)."""
     manifest = Path(cache) / "manifest.json"
     if not manifest.is_file():
         raise SynthfairError(
             f"{cache} is not a finished cache (no manifest.json)",
             "run `synthfair preprocess INDEX_DIR --size PX --out CACHE` (re-running resumes)",
         )
-    import webdataset as wds  # lazy: decoding workers import this module and do not need it
-
-    shards = [str(Path(cache) / "shards" / s["shard"]) for s in json.loads(manifest.read_text())["shards"]]
-    for sample in wds.WebDataset(shards, shardshuffle=False, empty_check=False):
-        meta = json.loads(sample["json"])
+    shards = json.loads(manifest.read_text())["shards"]
+    reader = ShardReader([(Path(cache) / "shards" / s["shard"], s["nsamples"]) for s in shards])
+    for key, image, meta in reader:
         if split is None or meta["split"] == split:
-            image = decode_png16(sample["png"])
-            yield {"key": sample["__key__"], "image": image, "meta": meta}
+            yield {"key": key, "image": image, "meta": meta}
 
 
 def _samples(index: pd.DataFrame, taxonomy: Taxonomy) -> list[dict[str, Any]]:

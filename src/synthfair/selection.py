@@ -43,8 +43,7 @@ def covariate_of(name: str, taxonomy: Taxonomy, key: str) -> Covariate:
 
 
 def unknown_covariate(name: str, key: str, taxonomy: Taxonomy) -> ConfigError:
-    findings = [f"{s.name}.{label}" for s in taxonomy if s.kind == "multilabel" for label in s.values]
-    options = list(taxonomy.names) + findings
+    options = list(taxonomy.names) + list(taxonomy.label_columns())
     return ConfigError(
         f"{key}: unknown covariate {name!r}{did_you_mean(name, options)}",
         f"covariates: {', '.join(taxonomy.names)}; findings as findings.<label>",

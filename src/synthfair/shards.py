@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -118,3 +119,154 @@ def _kind(info: tarfile.TarInfo) -> str:
         if test():
             return name
     return f"member of type {info.type!r}"
+
+
+# -- random access -------------------------------------------------------------------------------------------
+Span = tuple[int, int]  # (offset, size) of a member's bytes in its tar
+
+
+class ShardReader:
+    """Random access to the samples of a list of shards (a release's or a training cache's), as wids'
+    ``ShardListDataset``: the shard list with each shard's sample count (a release's ``shardindex.json``,
+    a cache's manifest) gives every sample a global position; a shard's members are indexed on its first use
+    (every header checked, `check_member`), then a sample is read with one seek per member.
+
+        reader = ShardReader.from_shard_index("release/shardindex.json")
+        key, image, record = reader[i]          # image float32 (H, W) in [0, 1]; record the sample JSON
+        key, image, record = reader.sample(3, "k000012_c02")     # by shard number and key
+
+    Shards are local paths or fsspec URLs (read with range requests). A shard holding another number of
+    samples than its list says, or a sample without its PNG or JSON, is a `ShardError`.
+    """
+
+    def __init__(self, shards: Sequence[tuple[str | Path, int | None]]):
+        self.shards = [str(location) for location, _ in shards]
+        self._counts = [None if n is None else int(n) for _, n in shards]
+        self._members: dict[int, list[tuple[str, dict[str, Span]]]] = {}
+        self._keys: dict[int, dict[str, int]] = {}
+        self._starts: np.ndarray | None = None
+
+    @classmethod
+    def from_shard_index(cls, path: str | Path) -> ShardReader:
+        """The shards a wids shard index (``wids-shard-index-v1``) lists, URLs relative to its location."""
+        where = str(path)
+        try:
+            index = json.loads(_read_all(where))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ShardError(f"{where}: not a readable shard index ({type(err).__name__})", FIX) from None
+        if not isinstance(index, dict) or index.get("__kind__") != "wids-shard-index-v1":
+            raise ShardError(f"{where}: not a wids shard index (__kind__ wids-shard-index-v1)", FIX)
+        base = where.rsplit("/", 1)[0] if "/" in where else "."
+        shards = []
+        for i, entry in enumerate(index.get("shardlist") or []):
+            url, n = (entry.get("url"), entry.get("nsamples")) if isinstance(entry, dict) else (None, None)
+            if not isinstance(url, str) or not _relative(url) or not isinstance(n, int) or n < 0:
+                raise ShardError(f"{where}: shardlist entry {i} needs a relative url and nsamples >= 0", FIX)
+            shards.append((f"{base}/{url}", n))
+        return cls(shards)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def starts(self) -> np.ndarray:
+        """The global position of each shard's first sample, and the total last."""
+        if self._starts is None:
+            counts = [len(self._index(s)) if n is None else n for s, n in enumerate(self._counts)]
+            self._starts = np.cumsum([0, *counts])
+        return self._starts
+
+    def locate(self, i: int) -> tuple[int, int]:
+        """(shard number, position in the shard) of global position ``i``."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"sample {i} is outside 0..{len(self) - 1}")
+        shard = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return shard, i - int(self.starts[shard])
+
+    def keys(self, shard: int) -> list[str]:
+        return [key for key, _ in self._index(shard)]
+
+    def parts(self, shard: int, position: int, needed=("png", "json")) -> tuple[str, dict[str, bytes]]:
+        """(key, {ext: bytes}) of the sample at ``position`` of ``shard``, the ``needed`` members read."""
+        key, spans = self._index(shard)[position]
+        sample_parts(key, spans, self.shards[shard], needed)  # type: ignore[arg-type]
+        with _open(self.shards[shard]) as f:
+            data = {}
+            for ext in needed:
+                f.seek(spans[ext][0])
+                data[ext] = f.read(spans[ext][1])
+        return key, data
+
+    def read(self, shard: int, position: int) -> tuple[str, np.ndarray, dict[str, Any]]:
+        key, parts = self.parts(shard, position)
+        where = f"{self.shards[shard]}: sample {key!r}"
+        return key, decode_png(parts["png"], where), decode_record(parts["json"], where)
+
+    def sample(self, shard: int, key: str) -> tuple[str, np.ndarray, dict[str, Any]]:
+        """The sample ``key`` of shard ``shard``; a `ShardError` if the shard does not hold it."""
+        self._index(shard)
+        if key not in self._keys[shard]:
+            raise ShardError(
+                f"{self.shards[shard]}: sample {key!r} is missing",
+                "check that the release and the subset or samples table belong together; " + FIX,
+            )
+        return self.read(shard, self._keys[shard][key])
+
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray, dict[str, Any]]:
+        return self.read(*self.locate(i))
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
+        for shard in range(len(self.shards)):
+            for position in range(len(self._index(shard))):
+                yield self.read(shard, position)
+
+    def _index(self, shard: int) -> list[tuple[str, dict[str, Span]]]:
+        if shard not in self._members:
+            location = self.shards[shard]
+            members = _member_spans(location)
+            expected = self._counts[shard]
+            if expected is not None and len(members) != expected:
+                raise ShardError(f"{location}: holds {len(members)} samples, its list says {expected}", FIX)
+            self._members[shard] = members
+            self._keys[shard] = {key: p for p, (key, _) in enumerate(members)}
+        return self._members[shard]
+
+
+def _member_spans(location: str) -> list[tuple[str, dict[str, Span]]]:
+    """(key, {ext: span}) per sample of one tar, in order; every member's header checked."""
+    samples: dict[str, dict[str, Span]] = {}
+    last = None
+    try:
+        with _open(location) as f, tarfile.open(fileobj=f, mode="r:") as tar:
+            for info in tar:
+                check_member(info, location)
+                key, _, ext = info.name.partition(".")
+                if key != last and key in samples:
+                    where = f"{location}: member {info.name!r}"
+                    raise ShardError(f"{where} is apart from its sample's others", FIX)
+                if ext in samples.get(key, {}):
+                    raise ShardError(f"{location}: member {info.name!r} appears twice", FIX)
+                samples.setdefault(key, {})[ext] = (info.offset_data, info.size)
+                last = key
+    except (tarfile.TarError, EOFError, OSError) as err:
+        detail = f"{type(err).__name__}: {str(err)[:200]}"
+        raise ShardError(f"{location}: not a readable tar ({detail})", FIX) from None
+    return list(samples.items())
+
+
+def _open(location: str) -> IO[bytes]:
+    if "://" not in location:
+        return open(location, "rb")  # noqa: SIM115 - the caller closes it
+    import fsspec
+
+    return fsspec.open(location, "rb").open()
+
+
+def _read_all(location: str) -> bytes:
+    with _open(location) as f:
+        return f.read()
+
+
+def _relative(url: str) -> bool:
+    outside = url.startswith("/") or ".." in url.split("/") or "\\" in url or "://" in url
+    return bool(url) and not outside

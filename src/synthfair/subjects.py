@@ -40,8 +40,10 @@ def load_subjects(directory: str | Path) -> np.ndarray | None:
     if not path.is_file():
         return None
     if path.stat().st_size > MAX_SUBJECTS * 8 + 1024:
-        raise SynthfairError(f"{path} is {path.stat().st_size} bytes, larger than any subject record",
-                             "remove it, or re-create it by training the network again")  # fmt: skip
+        raise SynthfairError(
+            f"{path} is {path.stat().st_size} bytes, larger than any subject record",
+            "remove it, or re-create it by training the network again",
+        )
     try:
         digests = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as err:
@@ -49,8 +51,10 @@ def load_subjects(directory: str | Path) -> np.ndarray | None:
             f"{path} is not a subject record: {err}", "re-create it by training again"
         ) from None
     if digests.dtype != np.uint64 or digests.ndim != 1:
-        raise SynthfairError(f"{path} holds {digests.dtype} of shape {digests.shape}, not uint64 digests",
-                             "re-create it by training the network again")  # fmt: skip
+        raise SynthfairError(
+            f"{path} holds {digests.dtype} of shape {digests.shape}, not uint64 digests",
+            "re-create it by training the network again",
+        )
     return digests
 
 

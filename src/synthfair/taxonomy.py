@@ -27,10 +27,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from synthfair.config import read_yaml
 from synthfair.errors import TaxonomyError, did_you_mean, shown
 
 SCHEMA = "synthfair.taxonomy/1"
+MISSING = "(missing)"  # the group label of an unknown value
 KINDS = ("continuous", "categorical", "multilabel")
 GROUPS = ("patient", "acquisition", "site")
 
@@ -119,6 +122,25 @@ class Covariate:
             if lo <= x < hi:
                 return label
         return self.bin_labels[-1]  # x == hi: the last bin is closed
+
+    def bin_codes(self, values: Any, where: str = "") -> np.ndarray:
+        """The bin index of each value (vectorized `bin_label`; -1 for a missing value). A value outside
+        the bins raises, naming it and its position."""
+        if not self.bins:
+            raise TaxonomyError(
+                f"covariate {self.name!r} has no bins", hint=f"add bins: [...] under covariates.{self.name}"
+            )
+        x = np.array([np.nan if is_missing(v) else v for v in values], dtype=float)
+        lo, hi = self.bins[0], self.bins[-1]
+        bad = np.flatnonzero(~np.isnan(x) & ((x < lo) | (x > hi)))
+        if len(bad):
+            raise TaxonomyError(
+                f"{_at(where)}{self.name}={x[bad[0]]:g} at position {bad[0]} ({len(bad)} values) is outside "
+                f"the bins [{lo:g}, {hi:g}]",
+                f"check the {self.name} values or widen covariates.{self.name}.bins in taxonomy.yaml",
+            )
+        codes = np.clip(np.searchsorted(self.bins, x, side="right") - 1, 0, len(self.bin_labels) - 1)
+        return np.where(np.isnan(x), -1, codes)
 
     def _check_labels(self, value: Any, where: str) -> dict[str, int]:
         if isinstance(value, Mapping):
@@ -350,6 +372,78 @@ class Taxonomy:
         if kind not in KINDS:
             raise TaxonomyError(f"unknown kind {kind!r}{did_you_mean(kind, KINDS)}", hint=f"kinds: {KINDS}")
         return tuple(c.name for c in self if c.kind == kind)
+
+    # -- flat records: a column per covariate, ``<name>.<label>`` per label of a multilabel one ------------
+    def columns(self, name: str | None = None) -> tuple[str, ...]:
+        """The flat columns of covariate ``name``, or of every covariate in taxonomy order: the covariate's
+        own name, or ``<name>.<label>`` for each label of a multilabel covariate."""
+        specs = [self[name]] if name is not None else list(self)
+        out: list[str] = []
+        for spec in specs:
+            multilabel = spec.kind == "multilabel"
+            out += [f"{spec.name}.{label}" for label in spec.values] if multilabel else [spec.name]
+        return tuple(out)
+
+    def label_columns(self) -> tuple[str, ...]:
+        """``<name>.<label>`` for every label of every multilabel covariate (the findings), in order."""
+        return tuple(c for spec in self if spec.kind == "multilabel" for c in self.columns(spec.name))
+
+    def flatten(self, record: Mapping[str, Any], label=lambda value: value) -> dict[str, Any]:
+        """A covariate record ({name: value}, a multilabel value as {label: 0/1}) as flat columns; each
+        label's value passes through ``label`` (e.g. ``int``), an absent label is None before it does."""
+        row: dict[str, Any] = {}
+        for spec in self:
+            value = record.get(spec.name)
+            if spec.kind == "multilabel":
+                row.update({f"{spec.name}.{k}": label((value or {}).get(k)) for k in spec.values})
+            else:
+                row[spec.name] = value
+        return row
+
+    def unflatten(self, row: Mapping[str, Any], label=lambda value: value) -> dict[str, Any]:
+        """Flat columns back to a covariate record: ``<name>.<label>`` columns become {label: value}, each
+        value passed through ``label``; covariates without columns in ``row`` are left out."""
+        record: dict[str, Any] = {}
+        for spec in self:
+            if spec.kind == "multilabel":
+                if any(f"{spec.name}.{k}" in row for k in spec.values):
+                    record[spec.name] = {k: label(row.get(f"{spec.name}.{k}")) for k in spec.values}
+            elif spec.name in row:
+                record[spec.name] = row[spec.name]
+        return record
+
+    def group_labels(self, frame: Any, by: Any) -> Any:
+        """One text label per row of ``frame`` (a DataFrame) and column of ``by``: the bin label of a
+        continuous covariate, else the value (a ``<name>.<label>`` column's 0/1 too); `MISSING` when
+        unknown. The subgroup labels of every report (index stats, representation, soundness, studies)."""
+        import pandas as pd  # lazy: the taxonomy itself needs no pandas
+
+        out = {}
+        for name in by:
+            column = frame[name]
+            if name in self and self[name].kind == "continuous" and self[name].bins:
+                spec = self[name]
+                codes = spec.bin_codes(column.to_numpy(object), where=f"column {name}")
+                labels = np.asarray(spec.bin_labels, dtype=object)[np.maximum(codes, 0)]
+                out[name] = np.where(codes < 0, MISSING, labels)
+            else:
+                values = column.astype(object)
+                out[name] = values.where(values.notna(), MISSING).to_numpy(object)
+        return pd.DataFrame(out, index=frame.index, dtype=object)
+
+    def column(self, column: str) -> tuple[Covariate, str | None]:
+        """(covariate, label) of a flat column: ``findings.effusion`` -> (findings, "effusion"); ``age`` ->
+        (age, None). An unknown covariate or label raises with the options."""
+        name, dot, label = column.partition(".")
+        spec = self[name]
+        if not dot:
+            return spec, None
+        if spec.kind != "multilabel" or label not in spec.values:
+            raise TaxonomyError(
+                f"unknown column {column!r}{did_you_mean(column, self.columns())}",
+                hint=f"columns: {', '.join(self.columns())}",
+            )
+        return spec, label
 
     def check_record(self, record: Mapping[str, Any], where: str = "") -> dict[str, Any]:
         """Check every value of ``record`` (covariate name -> value); returns the checked values."""

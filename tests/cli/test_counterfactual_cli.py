@@ -15,9 +15,23 @@ def test_counterfactual_command_writes_image_and_record(trained_run, cache, tmp_
     factual = tmp_path / "factual.json"
     factual.write_text(json.dumps(data.covariates(0)))
     out = tmp_path / "cf" / "x_cf.png"
-    args = ["counterfactual", "--checkpoint", str(trained_run), "--image", str(image),
-            "--covariates", str(factual), "--do", "age=80", "--do", "findings.edema=1",
-            "--out", str(out), "--steps", "2"]  # fmt: skip
+    args = [
+        "counterfactual",
+        "--checkpoint",
+        str(trained_run),
+        "--image",
+        str(image),
+        "--covariates",
+        str(factual),
+        "--do",
+        "age=80",
+        "--do",
+        "findings.edema=1",
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "changed: age" in result.output

@@ -10,8 +10,9 @@ from synthfair.counterfactual import EngineConfig
 from synthfair.evaluate.evaluate import NOT_MEASURED_GENERATOR, EvaluateConfig, evaluate
 from synthfair.evaluate.oracles import OracleConfig, train_oracles
 from synthfair.evaluate.samples import read_release
-from synthfair.evaluate.soundness import bootstrap_interval, summarize
+from synthfair.evaluate.soundness import summarize
 from synthfair.generate.runner import GenerateConfig, generate
+from synthfair.stats import mean_interval
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_summaries_and_bootstrap_intervals():
     table = pd.DataFrame({"g": ["a"] * 50 + ["b"] * 50, "x": np.r_[np.zeros(50), np.ones(50)]})
     out = summarize(table, ["g"], ["x"], resamples=50)
     assert out["x"].tolist() == [0.0, 1.0] and out["n"].tolist() == [50, 50]
-    lo, hi = bootstrap_interval(np.arange(100.0), np.random.default_rng(0))
+    lo, hi = mean_interval(np.arange(100.0), np.random.default_rng(0))
     assert 40 < lo < 49.5 < hi < 59
 
 
@@ -98,8 +99,10 @@ def test_phantom_truth_scores_an_exact_generator_perfectly_and_tells_bad_ones_ap
     from synthfair.evaluate.release_truth import phantom_truth
 
     samples = read_release(release)
-    tables = {name: phantom_truth(replace(samples, images=images), oracles)
-              for name, images in _phantom_generators(samples).items()}  # fmt: skip
+    tables = {
+        name: phantom_truth(replace(samples, images=images), oracles)
+        for name, images in _phantom_generators(samples).items()
+    }
     perfect, identity, amplifying = tables["perfect"], tables["identity"], tables["amplifying"]
     assert perfect["mae_model"].max() < 1e-4  # 16-bit PNG rounding only
     changed = perfect.dropna(subset=["effectiveness"])

@@ -40,8 +40,15 @@ def toy_oracles(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("toy")
     rng = np.random.default_rng(0)
-    rows = [phantom_row(i, split=("train", "train", "validate")[i % 3], sex=("female", "male")[(i // 3) % 2],
-                        age=str(int(rng.integers(20, 90)))) for i in range(300)]  # fmt: skip
+    rows = [
+        phantom_row(
+            i,
+            split=("train", "train", "validate")[i % 3],
+            sex=("female", "male")[(i // 3) % 2],
+            age=str(int(rng.integers(20, 90))),
+        )
+        for i in range(300)
+    ]
     write_phantom_source(root / "src", rows, images=False)
     for row in rows:
         pixels = (toy(row["sex"], float(row["age"]), rng) * 65535).astype(np.uint16)
@@ -68,10 +75,18 @@ def write_release(out, generator, n=12, seed=1):
                 cf = {**factual, **do}
                 members.append((f"c{j:03d}", "counterfactual", do, cf, generator(factual, cf, image, rng)))
             for suffix, kind, do, covariates, picture in members:
-                record = {"key": f"{family}_{suffix}", "family": family, "kind": kind, "seed": i,
-                          "parent": None if kind == "factual" else f"{family}_f", "factual": factual,
-                          "intervention": do, "covariates": covariates, "changed": sorted(do),
-                          "label": ",".join(f"{k}={v}" for k, v in do.items()) or "factual"}  # fmt: skip
+                record = {
+                    "key": f"{family}_{suffix}",
+                    "family": family,
+                    "kind": kind,
+                    "seed": i,
+                    "parent": None if kind == "factual" else f"{family}_f",
+                    "factual": factual,
+                    "intervention": do,
+                    "covariates": covariates,
+                    "changed": sorted(do),
+                    "label": ",".join(f"{k}={v}" for k, v in do.items()) or "factual",
+                }
                 png = Image.fromarray((np.clip(picture, 0, 1) * 65535).astype(np.uint16))
                 buf = io.BytesIO()
                 png.save(buf, format="PNG")
@@ -130,8 +145,10 @@ def test_composition_and_reversibility_are_zero_for_an_exact_generator(toy_oracl
     factual_by_seed = {samples.records[i]["seed"]: samples.images[i] for i in samples.of_kind("factual")}
 
     def exact(images, factuals, dos, seeds):  # the null intervention changes nothing; going back recovers x
-        return [SimpleNamespace(image=image if not do else factual_by_seed[seed])
-                for image, do, seed in zip(images, dos, seeds, strict=True)]  # fmt: skip
+        return [
+            SimpleNamespace(image=image if not do else factual_by_seed[seed])
+            for image, do, seed in zip(images, dos, seeds, strict=True)
+        ]
 
     comp = composition(samples, exact, oracles, samples.of_kind("factual")[:3], cycles=10)
     assert (comp[["l1_1", "l1_10", "feature_1", "feature_10"]] == 0).all().all()

@@ -15,8 +15,10 @@ def sex_cache(tmp_path_factory):
     from synthfair.preprocess import PreprocessConfig, preprocess
 
     root = tmp_path_factory.mktemp("oracle-data")
-    rows = [phantom_row(i, split=("train", "train", "validate")[i % 3], sex=("female", "male")[(i // 3) % 2])
-            for i in range(60)]  # fmt: skip
+    rows = [
+        phantom_row(i, split=("train", "train", "validate")[i % 3], sex=("female", "male")[(i // 3) % 2])
+        for i in range(60)
+    ]
     write_phantom_source(root / "src", rows, images=False)
     rng = np.random.default_rng(0)
     for row in rows:

@@ -25,15 +25,20 @@ PLAN = {
     "interventions": [{"device": ["philips"]}, {"findings.cardiomegaly": "toggle"}],
 }
 STUDY = {
-    "base": {"size": 120, "seed": 0, "target": "findings.cardiomegaly", "prevalence": {"all": 0.5},
-             "correlation": {"covariate": "device", "value": "philips", "strength": 0.0},
-             "splits": {"train": 0.6, "test": 0.4}},
+    "base": {
+        "size": 120,
+        "seed": 0,
+        "target": "findings.cardiomegaly",
+        "prevalence": {"all": 0.5},
+        "correlation": {"covariate": "device", "value": "philips", "strength": 0.0},
+        "splits": {"train": 0.6, "test": 0.4},
+    },
     "grid": {"correlation.strength": [0.0, 1.0]},
     "groups": ["device=philips"],
     "baseline": False,
     "classifier": {"epochs": 12, "batch_size": 16},
     "n_boot": 20,
-}  # fmt: skip
+}
 FLOOR = 0.8  # the no-bias AUROC the finding must reach (chance is 0.5)
 
 

@@ -69,9 +69,15 @@ def _keep(release, out, keep):
 
 def test_fidelity_differences_and_intervals():
     def result(value, lo, hi):
-        return {"cell": {}, "variant": "biased", "seed": 0,
-                "groups": {"overall": {"auroc": value}, "aggregates": {"auroc_gap": {"value": value, "lo": lo,
-                                                                                    "hi": hi}}}}  # fmt: skip
+        return {
+            "cell": {},
+            "variant": "biased",
+            "seed": 0,
+            "groups": {
+                "overall": {"auroc": value},
+                "aggregates": {"auroc_gap": {"value": value, "lo": lo, "hi": hi}},
+            },
+        }
 
     [record] = fidelity([result(0.9, 0.8, 1.0)], [result(0.7, 0.6, 0.8)])
     gap = record["metrics"]["auroc_gap"]

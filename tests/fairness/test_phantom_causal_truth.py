@@ -20,8 +20,13 @@ def simulate(n, rng, x=None, w_x=None):
     rows = []
     for subject in PHANTOM.sample_subjects(n, seed):
         covariates = PHANTOM.covariates(subject, {"race": x} if x is not None else None)
-        rows.append({"x": covariates["race"], "site": covariates["source"],
-                     "y": covariates["findings"]["cardiomegaly"]})  # fmt: skip
+        rows.append(
+            {
+                "x": covariates["race"],
+                "site": covariates["source"],
+                "y": covariates["findings"]["cardiomegaly"],
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -9,22 +9,29 @@ from synthfair.errors import ConfigError
 from synthfair.fairness.study import StudySpec, load_study_spec, run_study
 
 STUDY = {
-    "base": {"size": 4, "seed": 0, "target": "findings.cardiomegaly", "prevalence": {"all": 0.5},
-             "splits": {"train": 0.5, "test": 0.5}},
+    "base": {
+        "size": 4,
+        "seed": 0,
+        "target": "findings.cardiomegaly",
+        "prevalence": {"all": 0.5},
+        "splits": {"train": 0.5, "test": 0.5},
+    },
     "grid": {"prevalence.all": [0.5]},
     "groups": ["sex"],
     "classifier": {"epochs": 2, "batch_size": 2},
     "counterfactual": "sex",
     "causal": {"x": "sex", "x1": "female"},
     "n_boot": 10,
-}  # fmt: skip
+}
 
 
 def test_a_study_cell_runs_end_to_end_and_writes_results_and_report(finalized_release, tmp_path):
     spec = dataclass_from_dict(StudySpec, STUDY)
     result = run_study(spec, finalized_release, tmp_path / "study")
     assert [(r["variant"], r["cell"]) for r in result.results] == [
-        ("biased", {"prevalence.all": 0.5}), ("baseline", {"prevalence.all": 0.5})]  # fmt: skip
+        ("biased", {"prevalence.all": 0.5}),
+        ("baseline", {"prevalence.all": 0.5}),
+    ]
     first = result.results[0]
     assert first["groups"]["by_group"] and "auroc" in first["groups"]["overall"]
     assert "equalized_odds_difference" in first["groups"]["aggregates"]
@@ -69,8 +76,12 @@ def test_rebalancing_methods_each_train_a_classifier(finalized_release, trained_
         "shares": {"female": 0.5},
         "prevalence": {"female": 1.0, "male": 0.0},
     }
-    rebalance = {"attribute": "sex", "minority": "female", "methods": ["none", "reweight", "generate"],
-                 "steps": 2}  # fmt: skip
+    rebalance = {
+        "attribute": "sex",
+        "minority": "female",
+        "methods": ["none", "reweight", "generate"],
+        "steps": 2,
+    }
     study = {**STUDY, "base": base, "grid": {}, "baseline": False, "rebalance": rebalance}
     spec = dataclass_from_dict(StudySpec, study)
     result = run_study(spec, finalized_release, tmp_path / "study", checkpoint=trained_run)

@@ -35,10 +35,28 @@ def test_plan_generate_under_accelerate_and_finalize(phantom_index, trained_run,
     ran = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     launched = tmp_path / "launched"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", "0", "-m", "synthfair", "generate", *map(str, common),
-               "--out", str(launched)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+        "-m",
+        "synthfair",
+        "generate",
+        *map(str, common),
+        "--out",
+        str(launched),
+    ]
     ran = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "process 0: 2 shards" in ran.stdout and "process 1: 1 shards" in ran.stdout

@@ -53,13 +53,27 @@ def make_release(root: Path, seed: int = 0) -> Path:
         (root / "shards" / f"{s:06d}_stats.json").write_text("{}")
         pq.write_table(pa.table({"key": shard_keys}), root / "shards" / f"{s:06d}.parquet")
         digests = file_digests(tar, "sha256", "md5")
-        entries.append({"url": f"shards/{s:06d}.tar", "sha256": digests["sha256"], "md5sum": digests["md5"],
-                        "filesize": tar.stat().st_size, "nsamples": len(shard_keys), "failed": 0,
-                        "first_key": shard_keys[0], "last_key": shard_keys[-1]})  # fmt: skip
+        entries.append(
+            {
+                "url": f"shards/{s:06d}.tar",
+                "sha256": digests["sha256"],
+                "md5sum": digests["md5"],
+                "filesize": tar.stat().st_size,
+                "nsamples": len(shard_keys),
+                "failed": 0,
+                "first_key": shard_keys[0],
+                "last_key": shard_keys[-1],
+            }
+        )
         keys += shard_keys
         shard_of += [s] * len(shard_keys)
-    manifest = {"schema": "synthfair.release/1", "dataset_version": "0.1.0", "nsamples": len(keys),
-                "bytes": sum(e["filesize"] for e in entries), "shards": entries}  # fmt: skip
+    manifest = {
+        "schema": "synthfair.release/1",
+        "dataset_version": "0.1.0",
+        "nsamples": len(keys),
+        "bytes": sum(e["filesize"] for e in entries),
+        "shards": entries,
+    }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
     pq.write_table(pa.table({"key": keys, "shard": pa.array(shard_of, pa.int32())}), root / "samples.parquet")
     (root / "shardindex.json").write_text(json.dumps({"__kind__": "wids-shard-index-v1", "shardlist": []}))

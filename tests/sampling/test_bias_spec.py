@@ -19,8 +19,13 @@ def test_a_yaml_spec_with_shorthands(tmp_path):
 
 
 def test_the_baseline_zeroes_every_knob_and_keeps_the_rest():
-    spec = BiasSpec(size=10, target="findings.cardiomegaly", groups=("sex",), shares={"female": 0.1},
-                    correlation=Correlation("device", "ge", 0.9))  # fmt: skip
+    spec = BiasSpec(
+        size=10,
+        target="findings.cardiomegaly",
+        groups=("sex",),
+        shares={"female": 0.1},
+        correlation=Correlation("device", "ge", 0.9),
+    )
     base = spec.baseline()
     assert base.size == 10 and base.groups == ("sex",) and base.correlation.strength == 0
     assert not any(s.biased or s.label_noise for s in base.splits.values()) and not base.label_noise
@@ -45,7 +50,7 @@ def test_the_baseline_zeroes_every_knob_and_keeps_the_rest():
                 "correlation": {"covariate": "device", "value": "ge", "strength": 1.5},
             },
             "strength",
-        ),  # fmt: skip
+        ),
         ({"size": 10, "sahres": {}}, "did you mean 'shares'"),
     ],
 )

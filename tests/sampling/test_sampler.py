@@ -80,8 +80,12 @@ def test_deterministic_by_seed_whatever_the_row_order(samples, biased):
 
 
 def test_an_infeasible_spec_names_the_binding_cell_and_what_is_reachable(samples):
-    knobs = {"target": TARGET, "groups": ["sex"], "prevalence": {"female": 0.9},
-             "correlation": {"covariate": "device", "value": "philips", "strength": 1.0}}  # fmt: skip
+    knobs = {
+        "target": TARGET,
+        "groups": ["sex"],
+        "prevalence": {"female": 0.9},
+        "correlation": {"covariate": "device", "value": "philips", "strength": 1.0},
+    }
     with pytest.raises(ConfigError) as err:
         sample(samples, bias_spec_from_dict({**knobs, "size": 8000}))
     message, hint = str(err.value), err.value.hint
@@ -91,8 +95,12 @@ def test_an_infeasible_spec_names_the_binding_cell_and_what_is_reachable(samples
     assert 1000 < size < 8000 and 0 < strength < 1
     assert len(sample(samples, bias_spec_from_dict({**knobs, "size": size})).table) == size
     share = float(hint.split("prevalence female ")[1].split(";")[0])
-    reachable = {**knobs, "size": 8000, "prevalence": {"female": share},
-                 "correlation": {**knobs["correlation"], "strength": strength}}  # fmt: skip
+    reachable = {
+        **knobs,
+        "size": 8000,
+        "prevalence": {"female": share},
+        "correlation": {**knobs["correlation"], "strength": strength},
+    }
     assert len(sample(samples, bias_spec_from_dict(reachable)).table) == 8000
 
 
@@ -159,8 +167,9 @@ def test_patients_never_span_splits_even_when_some_rows_lack_a_patient_key(sampl
 def test_pairs_share_their_label_noise_and_count_once(samples, tmp_path):
     (tmp_path / "r").mkdir()
     samples.to_parquet(tmp_path / "r" / "samples.parquet")
-    spec = bias_spec_from_dict({"size": 300, "pairs": "sex", "target": TARGET, "groups": ["race"],
-                                "label_noise": {"white": 0.5}})  # fmt: skip
+    spec = bias_spec_from_dict(
+        {"size": 300, "pairs": "sex", "target": TARGET, "groups": ["race"], "label_noise": {"white": 0.5}}
+    )
     subset = sample(tmp_path / "r", spec)
     table = subset.table
     assert "sex" in table.columns and subset.stats["train"]["size"]["achieved"] == 180

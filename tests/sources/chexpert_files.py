@@ -66,24 +66,65 @@ def row(path: str, sex: str, age: str, frontal: str, ap_pa: str, **labels: str) 
 # The quirks of the published files: LL and RL in AP/PA, a lateral with blank AP/PA, Sex Unknown, Age 0,
 # -1.0 uncertain labels, No Finding 1.0, a frontal without AP/PA, a patient absent from the demographics.
 TRAIN = [
-    row("train/patient00001/study1/view1_frontal.jpg", "Female", "68", "Frontal", "AP",
-        No_Finding="1.0", Pneumothorax="0.0", Support_Devices="1.0"),
-    row("train/patient00002/study2/view1_frontal.jpg", "Female", "87", "Frontal", "AP",
-        Cardiomegaly="-1.0", Lung_Opacity="1.0", Pleural_Effusion="-1.0", Fracture="1.0"),
-    row("train/patient00002/study1/view1_frontal.jpg", "Female", "83", "Frontal", "AP",
-        Lung_Opacity="1.0", Edema="-1.0", Consolidation="-1.0", Pneumonia="-1.0"),
-    row("train/patient00002/study1/view2_lateral.jpg", "Female", "83", "Lateral", "",
-        Lung_Opacity="1.0", Edema="-1.0", Consolidation="-1.0", Pneumonia="-1.0"),
+    row(
+        "train/patient00001/study1/view1_frontal.jpg",
+        "Female",
+        "68",
+        "Frontal",
+        "AP",
+        No_Finding="1.0",
+        Pneumothorax="0.0",
+        Support_Devices="1.0",
+    ),
+    row(
+        "train/patient00002/study2/view1_frontal.jpg",
+        "Female",
+        "87",
+        "Frontal",
+        "AP",
+        Cardiomegaly="-1.0",
+        Lung_Opacity="1.0",
+        Pleural_Effusion="-1.0",
+        Fracture="1.0",
+    ),
+    row(
+        "train/patient00002/study1/view1_frontal.jpg",
+        "Female",
+        "83",
+        "Frontal",
+        "AP",
+        Lung_Opacity="1.0",
+        Edema="-1.0",
+        Consolidation="-1.0",
+        Pneumonia="-1.0",
+    ),
+    row(
+        "train/patient00002/study1/view2_lateral.jpg",
+        "Female",
+        "83",
+        "Lateral",
+        "",
+        Lung_Opacity="1.0",
+        Edema="-1.0",
+        Consolidation="-1.0",
+        Pneumonia="-1.0",
+    ),
     row("train/patient00003/study1/view1_frontal.jpg", "Male", "41", "Frontal", "LL", Edema="1.0"),
     row("train/patient00004/study1/view1_frontal.jpg", "Unknown", "0", "Frontal", "RL", No_Finding="1.0"),
     row("train/patient00005/study1/view1_frontal.jpg", "Male", "55", "Frontal", "PA", Pleural_Other="1.0"),
     row("train/patient00006/study1/view1_frontal.jpg", "Female", "90", "Frontal", "", Atelectasis="0.0"),
-]  # fmt: skip
+]
 _NEGATIVE = {name.replace(" ", "_"): "0.0" for name in LABELS}  # valid.csv: every label 0 or 1
 VALID = [
-    row("valid/patient64541/study1/view1_frontal.jpg", "Male", "73", "Frontal", "AP",
-        **_NEGATIVE | {"Cardiomegaly": "1.0", "Support_Devices": "1.0"}),
-]  # fmt: skip
+    row(
+        "valid/patient64541/study1/view1_frontal.jpg",
+        "Male",
+        "73",
+        "Frontal",
+        "AP",
+        **_NEGATIVE | {"Cardiomegaly": "1.0", "Support_Devices": "1.0"},
+    ),
+]
 DEMOGRAPHICS = [
     ("patient00001", "Female", 68, "White, Hispanic", "Hispanic/Latino"),
     ("patient00002", "Female", 87, "Black, non-Hispanic", "Non-Hispanic/Non-Latino"),
@@ -181,12 +222,20 @@ def plus_row(
 
 
 PLUS = [
-    plus_row("train/patient00001/study1/view1_frontal.jpg", "Frontal", "AP", "68", "Female", "White",
-             "train"),
-    plus_row("train/patient00002/study1/view2_lateral.jpg", "Lateral", "", "83", "Female",
-             "Black, non-Hispanic", "train"),
+    plus_row(
+        "train/patient00001/study1/view1_frontal.jpg", "Frontal", "AP", "68", "Female", "White", "train"
+    ),
+    plus_row(
+        "train/patient00002/study1/view2_lateral.jpg",
+        "Lateral",
+        "",
+        "83",
+        "Female",
+        "Black, non-Hispanic",
+        "train",
+    ),
     plus_row("valid/patient64541/study1/view1_frontal.jpg", "Frontal", "PA", "73", "Male", "Asian", "valid"),
-]  # fmt: skip
+]
 
 
 def write_plus(

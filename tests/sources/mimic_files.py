@@ -127,13 +127,25 @@ def labels(subject: str, study: str, **states: str) -> dict[str, str]:
 
 def patient(subject: str, gender: str, anchor_age: str, anchor_year: str) -> dict[str, str]:
     group = "2014 - 2016"
-    return {"subject_id": subject, "gender": gender, "anchor_age": anchor_age, "anchor_year": anchor_year,
-            "anchor_year_group": group, "dod": ""}  # fmt: skip
+    return {
+        "subject_id": subject,
+        "gender": gender,
+        "anchor_age": anchor_age,
+        "anchor_year": anchor_year,
+        "anchor_year_group": group,
+        "dod": "",
+    }
 
 
 def admission(subject: str, n: int, race: str) -> dict[str, str]:
-    return {"subject_id": subject, "hadm_id": str(20000000 + int(subject) % 1000000 * 10 + n), "race": race,
-            "admittime": "2180-05-06 22:23:00", "admission_type": "URGENT", "insurance": "Other"}  # fmt: skip
+    return {
+        "subject_id": subject,
+        "hadm_id": str(20000000 + int(subject) % 1000000 * 10 + n),
+        "race": race,
+        "admittime": "2180-05-06 22:23:00",
+        "admission_type": "URGENT",
+        "insurance": "Other",
+    }
 
 
 def fixture_rows(variant: str = "hosp") -> MimicRows:

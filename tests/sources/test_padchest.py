@@ -14,10 +14,20 @@ from synthfair.sources.records import SPLITS, SourceError
 
 SKIP = IngestConfig(on_error="skip")
 LABELS = (
-    "atelectasis", "cardiomegaly", "consolidation", "edema", "enlarged_cardiomediastinum", "fracture",
-    "lung_lesion", "lung_opacity", "pleural_effusion", "pleural_other", "pneumonia", "pneumothorax",
+    "atelectasis",
+    "cardiomegaly",
+    "consolidation",
+    "edema",
+    "enlarged_cardiomediastinum",
+    "fracture",
+    "lung_lesion",
+    "lung_opacity",
+    "pleural_effusion",
+    "pleural_other",
+    "pneumonia",
+    "pneumothorax",
     "support_devices",
-)  # fmt: skip
+)
 
 # row of pf.ROWS -> image_path folder, age, sex, view, view_raw, device, positive findings (None: unlabelled)
 EXPECTED = {
@@ -157,8 +167,11 @@ def test_bad_rows_are_quarantined_and_counted(tmp_path):
     ]
     rep = ingest_fixture(tmp_path, rows=rows, skip_images=["bad3_00-000-003.png"], images=True)
     assert rep.quarantined == {
-        "excluded_by_source": 2, "invalid_value": 5, "duplicate_id": 1, "image_missing": 1
-    }  # fmt: skip
+        "excluded_by_source": 2,
+        "invalid_value": 5,
+        "duplicate_id": 1,
+        "image_missing": 1,
+    }
     assert rep.read == rep.indexed + rep.total_quarantined == len(rows)
     reasons = read_quarantine(tmp_path / "index").set_index("source_id")["reason"]
     assert "Labels \"['pneumonia', 'infiltrates'\" is not a Python list" in reasons["bad1_00-000-001"]

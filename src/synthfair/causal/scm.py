@@ -363,9 +363,7 @@ def encode_index(taxonomy: Taxonomy, index: pd.DataFrame) -> dict[str, np.ndarra
     """The index DataFrame's covariate columns (``<name>``, ``<name>.<label>``) as arrays."""
     columns = {}
     for spec in taxonomy:
-        names = (
-            [f"{spec.name}.{label}" for label in spec.values] if spec.kind == "multilabel" else [spec.name]
-        )
+        names = list(taxonomy.columns(spec.name))
         absent = [c for c in names if c not in index.columns]
         if absent:
             raise SynthfairError(

@@ -88,8 +88,17 @@ def generate(
         f"generate [{state.process_index}/{state.num_processes}]" if state.num_processes > 1 else "generate"
     )
     with bar(rows, label) as tick:
-        result = generate_release(plan, checkpoint, out, config, wanted, state.process_index,
-                                  state.num_processes, str(state.device), tick)  # fmt: skip
+        result = generate_release(
+            plan,
+            checkpoint,
+            out,
+            config,
+            wanted,
+            state.process_index,
+            state.num_processes,
+            str(state.device),
+            tick,
+        )
     typer.echo(
         f"process {state.process_index}: {len(result.shards)} shards ({result.written} written now, "
         f"{result.skipped} already done), {result.samples} samples, {result.failed} failed, "

@@ -28,9 +28,11 @@ def study(
     for r in result.results:
         agg = r["groups"]["aggregates"]
         cell = ", ".join(f"{k}={v}" for k, v in r["cell"].items()) or "-"
-        typer.echo(f"{cell} {r['variant']} seed {r['seed']}: AUROC {_n(r['groups']['overall']['auroc'])}, "
-                   f"worst-group AUROC {_n(agg['worst_group_auroc']['value'])}, equalized-odds difference "
-                   f"{_n(agg['equalized_odds_difference']['value'])}")  # fmt: skip
+        typer.echo(
+            f"{cell} {r['variant']} seed {r['seed']}: AUROC {_n(r['groups']['overall']['auroc'])}, "
+            f"worst-group AUROC {_n(agg['worst_group_auroc']['value'])}, equalized-odds difference "
+            f"{_n(agg['equalized_odds_difference']['value'])}"
+        )
     if result.fidelity is not None:
         for name, row in result.fidelity["summary"].items():
             held = row["intervals_holding_zero"]

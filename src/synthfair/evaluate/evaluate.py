@@ -163,8 +163,14 @@ def _realism(samples: ReleaseSamples, features, taxonomy, axes, config) -> dict[
         rf = real[[g == group for g in groups_f]]
         rg = fake[[g == group for g in groups_g]]
         if len(rf) >= 2 and len(rg) >= 2:
-            out["by_subgroup"].append({"subgroup": group, "factual": len(rf), "counterfactual": len(rg),
-                                       "kid": realism.kid(rf, rg, seed=config.seed)})  # fmt: skip
+            out["by_subgroup"].append(
+                {
+                    "subgroup": group,
+                    "factual": len(rf),
+                    "counterfactual": len(rg),
+                    "kid": realism.kid(rf, rg, seed=config.seed),
+                }
+            )
     return out
 
 
@@ -175,8 +181,10 @@ def _privacy(samples, oracles, features, train_data):
     train_images = np.stack([train.image(i) for i in range(len(train))])
     generated = samples.of_kind("counterfactual") + samples.of_kind("reconstruction")
     result = realism.privacy(features[generated], oracles.features(train_images))
-    pairs = [(samples.images[generated[g]], train_images[t], d, samples.keys[generated[g]], train.keys[t])
-             for g, t, d in result.closest(6)]  # fmt: skip
+    pairs = [
+        (samples.images[generated[g]], train_images[t], d, samples.keys[generated[g]], train.keys[t])
+        for g, t, d in result.closest(6)
+    ]
     metrics = {
         "train_images": len(train),
         "generated": len(generated),
@@ -217,10 +225,10 @@ def _generator_metrics(
         metrics["reversibility"] = {
             "by_intervention": _records(
                 soundness.summarize(rev, ["label"], ["l1", "feature"], config.seed, config.bootstrap)
-            ),  # fmt: skip
+            ),
             "by_subgroup": _records(
                 soundness.summarize(rev, ["subgroup"], ["l1", "feature"], config.seed, config.bootstrap)
-            ),  # fmt: skip
+            ),
         }
 
 

@@ -163,8 +163,13 @@ class Oracles:
                 "scale": list(oracle.scale),
                 "metrics": oracle.metrics,
             }
-        meta = {"schema": SCHEMA, "config": asdict(self.config), "oracles": entries, "report": self.report,
-                "synthfair_version": synthfair.__version__}  # fmt: skip
+        meta = {
+            "schema": SCHEMA,
+            "config": asdict(self.config),
+            "oracles": entries,
+            "report": self.report,
+            "synthfair_version": synthfair.__version__,
+        }
         if self.subjects is not None:
             save_subjects(directory, self.subjects)
         write_json(directory / ORACLES_FILE, meta)
@@ -189,8 +194,9 @@ class Oracles:
         for name, entry in meta["oracles"].items():
             net = _network(config, _outputs(entry["kind"], entry["targets"]))
             net.load_state_dict(load_file(directory / f"{name}.safetensors"))
-            oracles[name] = Oracle(name, entry["kind"], tuple(entry["targets"]), net, tuple(entry["scale"]),
-                                   entry["metrics"])  # fmt: skip
+            oracles[name] = Oracle(
+                name, entry["kind"], tuple(entry["targets"]), net, tuple(entry["scale"]), entry["metrics"]
+            )
         return cls(oracles, config, meta["report"], load_subjects(directory), directory)
 
 
@@ -385,8 +391,9 @@ def score(oracle: Oracle, images: np.ndarray, records: Sequence[dict[str, Any]])
     """Held-out accuracy, macro AUC (categorical), per-label AUC (findings) or MAE (continuous)."""
     if len(images) == 0:
         return {"note": "no held-out images: the cache has no validate or test split"}
-    pred = np.concatenate([oracle.predict(torch.from_numpy(images[i : i + 256])[:, None])
-                           for i in range(0, len(images), 256)])  # fmt: skip
+    pred = np.concatenate(
+        [oracle.predict(torch.from_numpy(images[i : i + 256])[:, None]) for i in range(0, len(images), 256)]
+    )
     spec_kind = oracle.kind
     if spec_kind == "continuous":
         truth = np.array(

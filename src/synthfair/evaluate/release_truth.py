@@ -46,8 +46,16 @@ def phantom_truth(samples: ReleaseSamples, oracles: Oracles | None = None) -> pd
         image, factual = samples.images[i], samples.images[f]
         unchanged = float(np.abs(factual - truth).mean())
         mae = float(np.abs(image - truth).mean())
-        rows.append({"key": record["key"], "label": record["label"], "kind": record["kind"], "row": i,
-                     "mae_model": mae, "mae_unchanged": unchanged})  # fmt: skip
+        rows.append(
+            {
+                "key": record["key"],
+                "label": record["label"],
+                "kind": record["kind"],
+                "row": i,
+                "mae_model": mae,
+                "mae_unchanged": unchanged,
+            }
+        )
         truths.append(truth)
         generated.append(image)
         factual_rows.append(f)

@@ -56,25 +56,32 @@ def write_report(
         _table(pd.DataFrame([{"covariate": k, **_flat(v)} for k, v in metrics["oracles"].items()])),
         _independence(metrics.get("oracle_independence") or {}),
     ]
-    parts += _section("Effectiveness: did the intervened covariate change as intended?",
-                      metrics["effectiveness"],
-                      "correct / abs_error: the oracle on the counterfactual against the intended value; "
-                      "baseline_*: the same on the unchanged factual image.")  # fmt: skip
+    parts += _section(
+        "Effectiveness: did the intervened covariate change as intended?",
+        metrics["effectiveness"],
+        "correct / abs_error: the oracle on the counterfactual against the intended value; "
+        "baseline_*: the same on the unchanged factual image.",
+    )
     if metrics["effectiveness"].get("auc"):
         parts += [
             "<h3>AUC over all counterfactuals of a covariate</h3>",
             _table(pd.DataFrame(metrics["effectiveness"]["auc"])),
         ]
-    parts += _section("Amplification: covariates that were not intervened on should not move",
-                      metrics["amplification"],
-                      "delta: oracle confidence in the factual value, counterfactual "
-                      "minus factual image (age: years); abs_delta its size.",
-                      summary=_amplification_matrix)  # fmt: skip
-    parts += _section("Phantom truth: against the exact counterfactual", metrics["phantom_truth"],
-                      "mae_model = mean |generated - truth|, mae_unchanged = mean |factual - truth|; "
-                      "effectiveness: share of the true change (oracle space) the generated change "
-                      "reproduces "
-                      "along its direction; amplification: the orthogonal rest.")  # fmt: skip
+    parts += _section(
+        "Amplification: covariates that were not intervened on should not move",
+        metrics["amplification"],
+        "delta: oracle confidence in the factual value, counterfactual "
+        "minus factual image (age: years); abs_delta its size.",
+        summary=_amplification_matrix,
+    )
+    parts += _section(
+        "Phantom truth: against the exact counterfactual",
+        metrics["phantom_truth"],
+        "mae_model = mean |generated - truth|, mae_unchanged = mean |factual - truth|; "
+        "effectiveness: share of the true change (oracle space) the generated change "
+        "reproduces "
+        "along its direction; amplification: the orthogonal rest.",
+    )
     parts += _realism(metrics["realism"])
     parts += _privacy(metrics["privacy"], privacy_pairs)
     for name in ("composition", "reversibility"):
@@ -105,8 +112,10 @@ def _amplification_matrix(block: dict[str, Any]) -> list[str]:
         return []
     matrix = frame.pivot_table(index="label", columns="covariate", values="abs_delta", sort=False)
     matrix = matrix.rename(columns={"age": "age (years)"}).rename_axis(columns=None)
-    return ["<h3>At a glance: mean abs_delta per intervention (rows) and covariate (columns)</h3>",
-            _table(matrix.reset_index())]  # fmt: skip
+    return [
+        "<h3>At a glance: mean abs_delta per intervention (rows) and covariate (columns)</h3>",
+        _table(matrix.reset_index()),
+    ]
 
 
 def _by_metric(frame: pd.DataFrame) -> list[pd.DataFrame]:
@@ -121,9 +130,11 @@ def _realism(block: dict[str, Any]) -> list[str]:
     out = ["<h2>Realism: factual vs counterfactual images in the oracles' feature space</h2>"]
     if "note" in block:
         return [*out, f"<p class='note'>{html.escape(block['note'])}</p>"]
-    out.append(f"<p>FID {block['fid']:.4f} (on {block['feature_components']} principal components), KID "
-               f"{block['kid']:.5f}; {block['factual']} factual and {block['counterfactual']} counterfactual "
-               "images. KID is unbiased at small n; FID is not.</p>")  # fmt: skip
+    out.append(
+        f"<p>FID {block['fid']:.4f} (on {block['feature_components']} principal components), KID "
+        f"{block['kid']:.5f}; {block['factual']} factual and {block['counterfactual']} counterfactual "
+        "images. KID is unbiased at small n; FID is not.</p>"
+    )
     if block["by_subgroup"]:
         out.append(_table(pd.DataFrame(block["by_subgroup"])))
     return out
@@ -133,18 +144,22 @@ def _privacy(block: dict[str, Any], pairs) -> list[str]:
     out = ["<h2>Privacy: nearest training image of each generated image</h2>"]
     if "note" in block:
         return [*out, f"<p class='note'>{html.escape(block['note'])}</p>"]
-    out.append(f"<p>{block['generated']} generated images against {block['train_images']} training images: "
-               f"{block['memorized_share']:.1%} are closer to a training image than the training set's own "
-               f"5th-percentile nearest-neighbour distance ({block['threshold']:.4f}; about 5% for images as "
-               f"independent as a fresh draw, more suggests memorization); median distance "
-               f"{block['median_distance']:.4f}. Closest pairs (generated | training):</p>")  # fmt: skip
+    out.append(
+        f"<p>{block['generated']} generated images against {block['train_images']} training images: "
+        f"{block['memorized_share']:.1%} are closer to a training image than the training set's own "
+        f"5th-percentile nearest-neighbour distance ({block['threshold']:.4f}; about 5% for images as "
+        f"independent as a fresh draw, more suggests memorization); median distance "
+        f"{block['median_distance']:.4f}. Closest pairs (generated | training):</p>"
+    )
     cells = [_cell([g, t], f"{key} vs {train} ({d:.4f})") for g, t, d, key, train in pairs]
     return [*out, f"<div class='grid'>{''.join(cells)}</div>"]
 
 
 def _generator(name: str, block: dict[str, Any]) -> list[str]:
-    title = {"composition": "Composition: the null intervention applied repeatedly",
-             "reversibility": "Reversibility: intervene, then intervene back"}[name]  # fmt: skip
+    title = {
+        "composition": "Composition: the null intervention applied repeatedly",
+        "reversibility": "Reversibility: intervene, then intervene back",
+    }[name]
     out = [f"<h2>{title}</h2>"]
     if "note" in block:
         return [*out, f"<p class='note'>{html.escape(block['note'])}</p>"]
@@ -169,8 +184,7 @@ def _grids(samples: ReleaseSamples) -> list[str]:
                     samples.images[i],
                     _difference(samples.images[i], samples.images[f]),
                 ]
-                cells.append(_cell(pictures,
-                                   samples.records[i]["family"]))  # fmt: skip
+                cells.append(_cell(pictures, samples.records[i]["family"]))
         out += [f"<h3>{html.escape(label)}</h3><div class='grid'>{''.join(cells)}</div>"]
     return out
 
@@ -180,18 +194,32 @@ def _worst(samples: ReleaseSamples, tables: dict[str, pd.DataFrame]) -> list[str
     truth = tables.get("phantom_truth")
     if truth is not None and not truth.empty:
         worst = truth.sort_values("mae_model", ascending=False).head(6)
-        cells = [_cell([samples.images[samples.factual_of(int(r.row))], samples.images[int(r.row)]],
-                       f"{r.key}: {r.label}, mae {r.mae_model:.4f}") for r in worst.itertuples()]  # fmt: skip
-        out += ["<h2>Worst cases against the phantom truth (factual | counterfactual)</h2>",
-                f"<div class='grid'>{''.join(cells)}</div>"]  # fmt: skip
+        cells = [
+            _cell(
+                [samples.images[samples.factual_of(int(r.row))], samples.images[int(r.row)]],
+                f"{r.key}: {r.label}, mae {r.mae_model:.4f}",
+            )
+            for r in worst.itertuples()
+        ]
+        out += [
+            "<h2>Worst cases against the phantom truth (factual | counterfactual)</h2>",
+            f"<div class='grid'>{''.join(cells)}</div>",
+        ]
     eff = tables.get("effectiveness")
     if eff is not None and "correct" in eff:
         misses = eff[eff["correct"] == 0].head(6)
-        cells = [_cell([samples.images[samples.factual_of(int(r.row))], samples.images[int(r.row)]],
-                       f"{r.key}: {r.covariate} -> {r.target}") for r in misses.itertuples()]  # fmt: skip
+        cells = [
+            _cell(
+                [samples.images[samples.factual_of(int(r.row))], samples.images[int(r.row)]],
+                f"{r.key}: {r.covariate} -> {r.target}",
+            )
+            for r in misses.itertuples()
+        ]
         if cells:
-            out += ["<h2>Ineffective counterfactuals (the oracle misses the intended value)</h2>",
-                    f"<div class='grid'>{''.join(cells)}</div>"]  # fmt: skip
+            out += [
+                "<h2>Ineffective counterfactuals (the oracle misses the intended value)</h2>",
+                f"<div class='grid'>{''.join(cells)}</div>",
+            ]
     return out
 
 

@@ -6,7 +6,6 @@ The evaluator reads shards only (never the generator's memory). 16-bit PNGs are 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 
 from synthfair.errors import SynthfairError
 from synthfair.release import layout
-from synthfair.shards import decode_png, decode_record, sample_parts, shard_samples
+from synthfair.shards import ShardReader
 
 
 @dataclass(frozen=True)
@@ -37,37 +36,19 @@ class ReleaseSamples:
 
 def iter_shard(tar_path: str | Path) -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
     """(key, image, record) per sample of one shard, in order; every member checked (`synthfair.shards`)."""
-    shard = str(tar_path)
-    with open(tar_path, "rb") as stream:
-        for key, parts in shard_samples(stream, shard):
-            parts = sample_parts(key, parts, shard)
-            where = f"{shard}: sample {key!r}"
-            yield key, decode_png(parts["png"], where), decode_record(parts["json"], where)
+    yield from ShardReader([(tar_path, None)])
 
 
 def read_release(release: str | Path, on_sample=None) -> ReleaseSamples:
     """Every sample of a finished release (``_stats.json`` present for every shard of ``release.json``)."""
-    release = Path(release)
-    request = release / layout.REQUEST_FILE
-    if not request.is_file():
-        raise SynthfairError(
-            f"{release} is not a release (no {layout.REQUEST_FILE})", "run `synthfair generate`"
-        )
-    n = json.loads(request.read_text())["shards"]
-    missing = [s for s in range(n) if not layout.stats_path(release, s).exists()]
-    if missing:
-        raise SynthfairError(
-            f"{release} has {len(missing)} unfinished shards (first: {missing[0]})",
-            "finish it with `synthfair generate` (same arguments) before evaluating",
-        )
+    reader = layout.shard_reader(release)
     keys, images, records = [], [], []
-    for shard in range(n):
-        for key, image, record in iter_shard(layout.tar_path(release, shard)):
-            keys.append(key)
-            images.append(image)
-            records.append(record)
-            if on_sample:
-                on_sample(1)
+    for key, image, record in reader:
+        keys.append(key)
+        images.append(image)
+        records.append(record)
+        if on_sample:
+            on_sample(1)
     if not keys:
         raise SynthfairError(f"{release} holds no samples", "check the plan and the shards' Parquet statuses")
     return ReleaseSamples(keys, np.stack(images), records, {k: i for i, k in enumerate(keys)})

@@ -27,6 +27,7 @@ import pandas as pd
 from synthfair.counterfactual import CounterfactualEngine
 from synthfair.evaluate.oracles import Oracles, auc
 from synthfair.evaluate.samples import ReleaseSamples
+from synthfair.stats import mean_interval
 from synthfair.taxonomy import Taxonomy
 
 
@@ -52,25 +53,46 @@ def effectiveness(
             base = {"key": record["key"], "label": record["label"], "covariate": name, "row": i}
             if oracle.kind == "continuous":
                 intended = float(record["covariates"][name])
-                rows.append({**base, "target": name, "intended": intended,
-                             "abs_error": abs(float(predictions[name][i]) - intended),
-                             "baseline_abs_error": abs(float(predictions[name][f]) - intended)})  # fmt: skip
+                rows.append(
+                    {
+                        **base,
+                        "target": name,
+                        "intended": intended,
+                        "abs_error": abs(float(predictions[name][i]) - intended),
+                        "baseline_abs_error": abs(float(predictions[name][f]) - intended),
+                    }
+                )
             elif oracle.kind == "categorical":
                 if value not in oracle.targets:
                     continue
                 j = oracle.targets.index(value)
-                rows.append({**base, "target": value, "intended": j, "p": float(predictions[name][i, j]),
-                             "correct": float(predictions[name][i].argmax() == j),
-                             "baseline_correct": float(predictions[name][f].argmax() == j)})  # fmt: skip
+                rows.append(
+                    {
+                        **base,
+                        "target": value,
+                        "intended": j,
+                        "p": float(predictions[name][i, j]),
+                        "correct": float(predictions[name][i].argmax() == j),
+                        "baseline_correct": float(predictions[name][f].argmax() == j),
+                    }
+                )
             else:
                 for label, v in value.items():
                     if label not in oracle.targets:
                         continue
                     j = oracle.targets.index(label)
                     p, p0 = float(predictions[name][i, j]), float(predictions[name][f, j])
-                    rows.append({**base, "covariate": f"{name}.{label}", "target": label, "intended": int(v),
-                                 "p": p, "correct": float((p > 0.5) == bool(v)),
-                                 "baseline_correct": float((p0 > 0.5) == bool(v))})  # fmt: skip
+                    rows.append(
+                        {
+                            **base,
+                            "covariate": f"{name}.{label}",
+                            "target": label,
+                            "intended": int(v),
+                            "p": p,
+                            "correct": float((p > 0.5) == bool(v)),
+                            "baseline_correct": float((p0 > 0.5) == bool(v)),
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -161,16 +183,26 @@ def reversibility(
     """Counterfactuals intervened back to their factual values: distance to the factual image."""
     records, out = [samples.records[i] for i in rows], []
     back = [{name: r["factual"][name] for name in r["intervention"]} for r in records]
-    results = engine([samples.images[i] for i in rows], [r["covariates"] for r in records], back,
-                     [r["seed"] for r in records])  # fmt: skip
+    results = engine(
+        [samples.images[i] for i in rows],
+        [r["covariates"] for r in records],
+        back,
+        [r["seed"] for r in records],
+    )
     for i, record, result in zip(rows, records, results, strict=True):
         f = samples.factual_of(i)
         if f is None:
             continue
         original = samples.images[f]
-        out.append({"key": record["key"], "label": record["label"], "row": i,
-                    "l1": float(np.abs(result.image - original).mean()),
-                    "feature": feature_distance(oracles, original, result.image)})  # fmt: skip
+        out.append(
+            {
+                "key": record["key"],
+                "label": record["label"],
+                "row": i,
+                "l1": float(np.abs(result.image - original).mean()),
+                "feature": feature_distance(oracles, original, result.image),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -185,15 +217,9 @@ def subgroups(
     samples: ReleaseSamples, rows: Sequence[int], taxonomy: Taxonomy, axes: Sequence[str]
 ) -> list[str]:
     """Each row's intersectional subgroup of its factual covariates, e.g. ``female x white x [40, 60)``."""
-    out = []
-    for i in rows:
-        factual = samples.records[i]["factual"]
-        parts = []
-        for name in axes:
-            spec, value = taxonomy[name], factual.get(name)
-            parts.append(str(spec.bin_label(value) if spec.kind == "continuous" else value or "missing"))
-        out.append(" x ".join(parts))
-    return out
+    factual = pd.DataFrame([samples.records[i]["factual"] for i in rows], columns=list(axes))
+    labels = taxonomy.group_labels(factual, axes)
+    return [" x ".join(str(v) for v in row) for row in labels.itertuples(index=False)]
 
 
 def summarize(
@@ -212,17 +238,7 @@ def summarize(
             if not len(values):
                 continue
             row[column] = float(values.mean())
-            lo, hi = bootstrap_interval(values, rng, resamples)
+            lo, hi = mean_interval(values, rng, resamples)
             row[f"{column}_lo"], row[f"{column}_hi"] = lo, hi
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def bootstrap_interval(
-    values: np.ndarray, rng: np.random.Generator, resamples: int = 200
-) -> tuple[float, float]:
-    """The 2.5% and 97.5% percentiles of the mean over ``resamples`` bootstrap resamples."""
-    if len(values) < 2:
-        return float(values.mean()), float(values.mean())
-    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))

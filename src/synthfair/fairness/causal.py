@@ -27,8 +27,8 @@ import pandas as pd
 
 from synthfair.errors import ConfigError, SynthfairError, did_you_mean
 from synthfair.fileio import jsonable
+from synthfair.stats import interval, resample
 
-QUANTILES = (2.5, 97.5)  # percentile bootstrap interval
 EFFECTS = ("tv", "ctf_de", "ctf_ie", "ctf_se")
 
 
@@ -106,11 +106,11 @@ def tv_decomposition(
     rng = np.random.default_rng(seed)
     boot = np.full((n_boot, len(EFFECTS)), np.nan)
     for b in range(n_boot):
-        r = rng.integers(0, len(frame), size=len(frame))
+        r = resample(rng, len(frame))
         if is_x1[r].all() or not is_x1[r].any():
             continue  # a resample without one of the two groups has no decomposition
         boot[b] = _plugin(is_x1[r], zc[r], wc[r], yv[r], shape)[0]
-    estimates = {k: Estimate(float(point[i]), *_interval(boot[:, i])) for i, k in enumerate(EFFECTS)}
+    estimates = {k: Estimate(float(point[i]), *interval(boot[:, i])) for i, k in enumerate(EFFECTS)}
     return TVDecomposition(
         **estimates,
         n=len(frame),
@@ -229,11 +229,3 @@ def _check_data(data: pd.DataFrame, x: str, x0, x1, y: str, z: list[str], w: lis
             "threshold or calibrate the outcome, and drop rows without one",
         )
     return frame.assign(**{y: yv})
-
-
-def _interval(values: np.ndarray) -> tuple[float, float]:
-    values = values[~np.isnan(values)]
-    if not len(values):
-        return math.nan, math.nan
-    lo, hi = np.percentile(values, QUANTILES)
-    return float(lo), float(hi)

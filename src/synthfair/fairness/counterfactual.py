@@ -18,9 +18,9 @@ import pandas as pd
 
 from synthfair.errors import ConfigError, did_you_mean
 from synthfair.fileio import jsonable
+from synthfair.stats import percentile_interval, resample
 
 STATISTICS = ("flip_rate", "mean_change", "mean_abs_change")
-QUANTILES = (2.5, 97.5)  # percentile bootstrap interval
 OVERALL = "(all)"  # the value of the `by` columns in the overall row
 
 
@@ -89,8 +89,8 @@ def _summary(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> dict[
     point = values.mean(axis=0)
     lo = hi = np.full(len(STATISTICS), np.nan)
     if n_boot:
-        boot = np.stack([values[rng.integers(0, n, size=n)].mean(axis=0) for _ in range(n_boot)])
-        lo, hi = np.percentile(boot, QUANTILES, axis=0)
+        boot = np.stack([values[resample(rng, n)].mean(axis=0) for _ in range(n_boot)])
+        lo, hi = percentile_interval(boot)
     out: dict[str, float] = {"count": n}
     for j, name in enumerate(STATISTICS):
         out[name], out[f"{name}_lo"], out[f"{name}_hi"] = float(point[j]), float(lo[j]), float(hi[j])

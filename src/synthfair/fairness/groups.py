@@ -24,8 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from synthfair.errors import ConfigError
 from synthfair.fileio import jsonable
-
-QUANTILES = (2.5, 97.5)  # percentile bootstrap interval
+from synthfair.stats import percentile_interval
 
 
 def count(y_true, y_pred) -> float:
@@ -250,24 +249,14 @@ def _with_intervals(table: pd.DataFrame, boot: np.ndarray) -> pd.DataFrame:
     for j, name in enumerate(table.columns):
         if name == "count":
             continue
-        lo, hi = _percentiles(boot[:, :, j])
+        lo, hi = percentile_interval(boot[:, :, j])
         out[name], out[f"{name}_lo"], out[f"{name}_hi"] = table[name], lo, hi
     out["count"] = table["count"].astype(int)
     return pd.DataFrame(out, index=table.index)
 
 
-def _percentiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval along axis 0, NaN where every resample is NaN (or there are none)."""
-    lo = np.full(values.shape[1:], np.nan)
-    hi = lo.copy()
-    ok = ~np.isnan(values).all(axis=0)
-    if values.shape[0] and ok.any():
-        lo[ok], hi[ok] = np.nanpercentile(values[:, ok], QUANTILES, axis=0)
-    return lo, hi
-
-
 def _interval(values: np.ndarray) -> dict[str, float]:
-    lo, hi = _percentiles(values[:, None])
+    lo, hi = percentile_interval(values[:, None])
     return {"lo": float(lo[0]), "hi": float(hi[0])}
 
 

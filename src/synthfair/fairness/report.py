@@ -22,11 +22,19 @@ import pandas as pd  # noqa: E402
 from synthfair.fileio import atomic_write  # noqa: E402
 
 GROUP_METRICS = ("selection_rate", "tpr", "fpr", "auroc", "accuracy", "f1", "underdiagnosis_rate")
-AGGREGATES = ("worst_group_auroc", "auroc_gap", "equalized_odds_difference", "demographic_parity_difference",
-              "worst_group_accuracy", "accuracy_gap")  # fmt: skip
-STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
-         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
-         "img{max-width:100%}.note{color:#666}")  # fmt: skip
+AGGREGATES = (
+    "worst_group_auroc",
+    "auroc_gap",
+    "equalized_odds_difference",
+    "demographic_parity_difference",
+    "worst_group_accuracy",
+    "accuracy_gap",
+)
+STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
+    "img{max-width:100%}.note{color:#666}"
+)
 
 
 def write_study_report(
@@ -63,28 +71,38 @@ def write_study_report(
             f"On factual-counterfactual pairs differing only in {attribute}: the share whose decision "
             "flips, and the mean change of the score (counterfactual minus factual)."
         )
-        parts += ["<h2>Counterfactual fairness</h2>", f"<p>{intro}</p>",
-                  _plot(flips, "flip_rate", x_label, by=None, save=plots),
-                  _plot(flips, "mean_change", x_label, by=None, save=plots)]  # fmt: skip
+        parts += [
+            "<h2>Counterfactual fairness</h2>",
+            f"<p>{intro}</p>",
+            _plot(flips, "flip_rate", x_label, by=None, save=plots),
+            _plot(flips, "mean_change", x_label, by=None, save=plots),
+        ]
     causal = _causal_frame(results, knob)
     if not causal.empty:
-        parts += ["<h2>Causal decomposition of the disparity in predictions</h2>",
-                  "<p>TV = Ctf-DE − Ctf-IE − Ctf-SE (Plecko & Bareinboim): direct, indirect (through "
-                  "mediators) and spurious (through confounders) parts.</p>", _table(causal)]  # fmt: skip
+        parts += [
+            "<h2>Causal decomposition of the disparity in predictions</h2>",
+            "<p>TV = Ctf-DE − Ctf-IE − Ctf-SE (Plecko & Bareinboim): direct, indirect (through "
+            "mediators) and spurious (through confounders) parts.</p>",
+            _table(causal),
+        ]
     rebalanced = _rebalance_frame(results, knob)
     if not rebalanced.empty:
-        parts += ["<h2>Rebalancing the under-represented group (same budget)</h2>",
-                  "<p>none = the biased training split as drawn; reweight = loss weights; oversample = "
-                  "repeated members; generate = the causal model's counterfactual members of the group "
-                  "(MCRAGE idea); exact = the phantom's exact counterfactual members. Every method trains "
-                  "on the same number of samples per epoch, and generated members carry the group's label "
-                  "noise. Test split: per group, 95% bootstrap intervals.</p>",
-                  _table(rebalanced)]  # fmt: skip
+        parts += [
+            "<h2>Rebalancing the under-represented group (same budget)</h2>",
+            "<p>none = the biased training split as drawn; reweight = loss weights; oversample = "
+            "repeated members; generate = the causal model's counterfactual members of the group "
+            "(MCRAGE idea); exact = the phantom's exact counterfactual members. Every method trains "
+            "on the same number of samples per epoch, and generated members carry the group's label "
+            "noise. Test split: per group, 95% bootstrap intervals.</p>",
+            _table(rebalanced),
+        ]
     if fidelity is not None:
         parts += _fidelity(fidelity)
     parts += ["<h2>All cells</h2>", _table(_overview(results))]
-    text = (f"<!doctype html><html><head><meta charset='utf-8'><title>SynthFair study</title><style>{STYLE}"
-            f"</style></head><body>{''.join(parts)}</body></html>")  # fmt: skip
+    text = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>SynthFair study</title><style>{STYLE}"
+        f"</style></head><body>{''.join(parts)}</body></html>"
+    )
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
@@ -109,8 +127,16 @@ def _aggregate_frame(results, knob) -> pd.DataFrame:
             continue
         for name, value in r["groups"]["aggregates"].items():
             v = value if isinstance(value, dict) else {"value": value}
-            rows.append({"x": _x(r, knob), "variant": r["variant"], "metric": name, "value": v.get("value"),
-                         "value_lo": v.get("lo"), "value_hi": v.get("hi")})  # fmt: skip
+            rows.append(
+                {
+                    "x": _x(r, knob),
+                    "variant": r["variant"],
+                    "metric": name,
+                    "value": v.get("value"),
+                    "value_lo": v.get("lo"),
+                    "value_hi": v.get("hi"),
+                }
+            )
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame = frame.rename(columns={"value_lo": "lo", "value_hi": "hi"})
@@ -124,8 +150,11 @@ def _flip_frame(results, knob) -> pd.DataFrame:
         if overall and r["seed"] == results[0]["seed"]:
             row = {"x": _x(r, knob), "variant": r["variant"]}
             for stat in ("flip_rate", "mean_change"):
-                row |= {stat: overall.get(stat), f"{stat}_lo": overall.get(f"{stat}_lo"),
-                        f"{stat}_hi": overall.get(f"{stat}_hi")}  # fmt: skip
+                row |= {
+                    stat: overall.get(stat),
+                    f"{stat}_lo": overall.get(f"{stat}_lo"),
+                    f"{stat}_hi": overall.get(f"{stat}_hi"),
+                }
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -179,10 +208,19 @@ def _rebalance_frame(results, knob) -> pd.DataFrame:
             continue
         method = r["variant"].removeprefix("rebalance:")
         for g in r["groups"]["by_group"]:
-            rows.append({"x": _x(r, knob), "seed": r["seed"], "method": method, "group": g["group"],
-                         "count": g.get("count"),
-                         **{m: _fmt({"value": g.get(m), "lo": g.get(f"{m}_lo"), "hi": g.get(f"{m}_hi")})
-                            for m in ("accuracy", "f1", "auroc")}})  # fmt: skip
+            rows.append(
+                {
+                    "x": _x(r, knob),
+                    "seed": r["seed"],
+                    "method": method,
+                    "group": g["group"],
+                    "count": g.get("count"),
+                    **{
+                        m: _fmt({"value": g.get(m), "lo": g.get(f"{m}_lo"), "hi": g.get(f"{m}_hi")})
+                        for m in ("accuracy", "f1", "auroc")
+                    },
+                }
+            )
     return pd.DataFrame(rows)
 
 

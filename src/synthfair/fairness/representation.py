@@ -22,10 +22,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from synthfair.errors import ConfigError, TaxonomyError, did_you_mean
-from synthfair.taxonomy import Covariate, Taxonomy, load_taxonomy
+from synthfair.errors import ConfigError, did_you_mean
+from synthfair.taxonomy import MISSING, Taxonomy, load_taxonomy
 
-MISSING = "(missing)"  # the group label of a missing covariate value (as in synthfair.index_stats)
 K_CLASSES = 2  # smoothed EDF of a binary outcome
 
 
@@ -134,15 +133,8 @@ def smoothed_edf(y, groups, concentration: float = 1.0) -> float:
 
 
 def group_labels(frame: pd.DataFrame, by: Sequence[str], taxonomy: Taxonomy) -> pd.DataFrame:
-    """One text label per row and ``by`` column: bin labels for continuous covariates, else the value."""
-    out = {}
-    for name in by:
-        column = frame[name]
-        if name in taxonomy and taxonomy[name].kind == "continuous":
-            out[name] = _bin(column, taxonomy[name])
-        else:
-            out[name] = column.astype(object).where(column.notna(), MISSING)
-    return pd.DataFrame(out, index=frame.index)
+    """One text label per row and ``by`` column (`synthfair.taxonomy.Taxonomy.group_labels`)."""
+    return taxonomy.group_labels(frame, by)
 
 
 def log_disparity(share: np.ndarray, share_reference: np.ndarray) -> np.ndarray:
@@ -151,25 +143,6 @@ def log_disparity(share: np.ndarray, share_reference: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         ld = (np.log(p) - np.log1p(-p)) - (np.log(q) - np.log1p(-q))
     return np.where(p == q, 0.0, ld)
-
-
-def _bin(column: pd.Series, spec: Covariate) -> pd.Series:
-    if not spec.bins:
-        raise TaxonomyError(
-            f"covariate {spec.name!r} is continuous but has no bins", f"add bins: [...] under {spec.name}"
-        )
-    x = pd.to_numeric(column, errors="coerce").to_numpy(float)
-    lo, hi = spec.bins[0], spec.bins[-1]
-    bad = ~np.isnan(x) & ((x < lo) | (x > hi))
-    if bad.any():
-        raise TaxonomyError(
-            f"{spec.name}={x[bad][0]:g} at row {column.index[bad][0]!r} ({int(bad.sum())} rows) is outside "
-            f"the bins [{lo:g}, {hi:g}]",
-            f"check the {spec.name} column or widen covariates.{spec.name}.bins in taxonomy.yaml",
-        )
-    codes = np.clip(np.searchsorted(spec.bins, x, side="right") - 1, 0, len(spec.bin_labels) - 1)
-    labels = np.asarray(spec.bin_labels, dtype=object)[codes]
-    return pd.Series(np.where(np.isnan(x), MISSING, labels), index=column.index, dtype=object)
 
 
 def _counts(groups: pd.DataFrame, groups_ref: pd.DataFrame, min_count: int) -> pd.DataFrame:

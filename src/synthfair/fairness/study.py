@@ -60,10 +60,9 @@ from synthfair.fileio import jsonable, write_json
 from synthfair.sampling import bias_spec_from_dict, read_samples, sample, write_subset
 from synthfair.sampling.sampler import changed_only, release_location
 from synthfair.sampling.spec import BiasSpec
-from synthfair.taxonomy import Taxonomy, load_taxonomy
+from synthfair.taxonomy import MISSING, Taxonomy, load_taxonomy
 
 SCHEMA = "synthfair.study/1"
-MISSING = "(missing)"  # the group of samples whose covariate is unknown
 
 
 @dataclass(frozen=True)
@@ -89,8 +88,9 @@ class StudySpec:
 
     def __post_init__(self) -> None:
         if not (self.threshold == "f1" or isinstance(self.threshold, (int, float))):
-            raise ConfigError(f"study threshold {self.threshold!r} is neither a number nor 'f1'",
-                              "use e.g. threshold: 0.5")  # fmt: skip
+            raise ConfigError(
+                f"study threshold {self.threshold!r} is neither a number nor 'f1'", "use e.g. threshold: 0.5"
+            )
         if not self.seeds:
             raise ConfigError("study seeds is empty", "use e.g. seeds: [0]")
         if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 1:
@@ -98,8 +98,10 @@ class StudySpec:
                 f"study n_boot must be an integer >= 1, got {self.n_boot!r}", "use e.g. n_boot: 100"
             )
         if not self.base.get("target"):
-            raise ConfigError("the study's base bias spec has no target: the classifiers need a label",
-                              "add e.g. target: findings.cardiomegaly under base")  # fmt: skip
+            raise ConfigError(
+                "the study's base bias spec has no target: the classifiers need a label",
+                "add e.g. target: findings.cardiomegaly under base",
+            )
         for knob, values in self.grid.items():
             if not values:
                 raise ConfigError(f"study grid {knob!r} has no values", f"e.g. {knob}: [0.0, 0.9]")
@@ -128,9 +130,18 @@ class StudyResult:
         rows = []
         for r in self.results:
             for g in r["groups"]["by_group"]:
-                rows.append({**r["cell"], "variant": r["variant"], "seed": r["seed"], "group": g["group"],
-                             metric: g.get(metric), "lo": g.get(f"{metric}_lo"), "hi": g.get(f"{metric}_hi"),
-                             "count": g.get("count")})  # fmt: skip
+                rows.append(
+                    {
+                        **r["cell"],
+                        "variant": r["variant"],
+                        "seed": r["seed"],
+                        "group": g["group"],
+                        metric: g.get(metric),
+                        "lo": g.get(f"{metric}_lo"),
+                        "hi": g.get(f"{metric}_hi"),
+                        "count": g.get("count"),
+                    }
+                )
         return pd.DataFrame(rows)
 
 
@@ -179,8 +190,11 @@ def run_study(
                 release=release_location(drawn_from),
                 samples_sha256=drawn_digest,
             )
-            where = {"cell": cell, "cell_index": i,
-                     "subset": str(write_subset(subset, out / "cells" / f"{i:02d}-{variant}"))}  # fmt: skip
+            where = {
+                "cell": cell,
+                "cell_index": i,
+                "subset": str(write_subset(subset, out / "cells" / f"{i:02d}-{variant}")),
+            }
             for run, into in zip(runs, results, strict=True):
                 images = run.images(subset.table)
                 for seed in spec.seeds:
@@ -190,8 +204,14 @@ def run_study(
                     into.append({**where, "variant": variant, "seed": seed, **result})
                     if variant == "biased" and spec.rebalance:
                         into += _rebalanced(run, subset, images, seed, where)
-    meta = {"schema": SCHEMA, "release": str(release), "samples_sha256": digest, "spec": config_to_dict(spec),
-            "results": results[-1], "synthfair_version": synthfair.__version__}  # fmt: skip
+    meta = {
+        "schema": SCHEMA,
+        "release": str(release),
+        "samples_sha256": digest,
+        "spec": config_to_dict(spec),
+        "results": results[-1],
+        "synthfair_version": synthfair.__version__,
+    }
     fidelity = None
     if truth is not None:
         fidelity = study_fidelity(results[-1], results[0])
@@ -267,7 +287,7 @@ def _run_cell(run: _Run, subset, images, seed: int, train_set=None) -> dict[str,
             group_metrics(
                 y_true, scores, groups, threshold=threshold, n_boot=spec.n_boot, seed=seed
             ).to_dict()
-        ),  # fmt: skip
+        ),
     }
     out["representation"] = _representation(run, train, subset.spec.target)
     if spec.counterfactual:
@@ -297,8 +317,10 @@ def _engine(spec: StudySpec, checkpoint):
     if not (spec.rebalance and "generate" in spec.rebalance.methods):
         return None
     if checkpoint is None:
-        raise ConfigError("the study rebalances by generation but no generator was given",
-                          "pass --checkpoint runs/NAME (or the shipped model's directory)")  # fmt: skip
+        raise ConfigError(
+            "the study rebalances by generation but no generator was given",
+            "pass --checkpoint runs/NAME (or the shipped model's directory)",
+        )
     from synthfair.counterfactual import CounterfactualEngine, EngineConfig
 
     return CounterfactualEngine.load(checkpoint, EngineConfig(steps=spec.rebalance.steps, batch_size=16))
@@ -338,19 +360,30 @@ def _counterfactual(run: _Run, model, test, threshold, seed) -> dict[str, Any]:
     factual = frame[frame["key"].isin(set(cf["parent"]))]
     cf = cf[cf["parent"].isin(set(factual["key"]))]  # a pair needs its factual member in the release
     if cf.empty or factual.empty:
-        return {"note": f"the release has no counterfactual pairs differing only in {attribute!r} for the "
-                        "test families"}  # fmt: skip
+        return {
+            "note": f"the release has no counterfactual pairs differing only in {attribute!r} for the "
+            "test families"
+        }
     images = run.images(pd.concat([cf, factual]))
     score = {
         k: s for k, s in zip(images, model.predict(np.stack([v[0] for v in images.values()])), strict=True)
     }
-    pairs = pd.DataFrame({
-        "score_factual": [score[p] for p in cf["parent"]],
-        "score_counterfactual": [score[k] for k in cf["key"]],
-        "group": [images[p][1]["covariates"].get(attribute) for p in cf["parent"]],
-    })  # fmt: skip
-    result = counterfactual_fairness(pairs, "score_factual", "score_counterfactual", threshold=threshold,
-                                     by=["group"], n_boot=spec.n_boot, seed=seed)  # fmt: skip
+    pairs = pd.DataFrame(
+        {
+            "score_factual": [score[p] for p in cf["parent"]],
+            "score_counterfactual": [score[k] for k in cf["key"]],
+            "group": [images[p][1]["covariates"].get(attribute) for p in cf["parent"]],
+        }
+    )
+    result = counterfactual_fairness(
+        pairs,
+        "score_factual",
+        "score_counterfactual",
+        threshold=threshold,
+        by=["group"],
+        n_boot=spec.n_boot,
+        seed=seed,
+    )
     return {"attribute": attribute, "pairs": len(pairs), **_as_dict(result)}
 
 

@@ -9,8 +9,13 @@ import pandas as pd
 
 from synthfair.taxonomy import Covariate, Taxonomy
 
-SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-                   (10_000_000, "1M<n<10M"))  # fmt: skip
+SIZE_CATEGORIES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+)
 
 
 def size_category(n: int) -> str:
@@ -39,7 +44,7 @@ def numbers_section(
                     f"{manifest['config']['size']} px",
                 ]
             ],
-        ),  # fmt: skip
+        ),
         "\n### Samples per kind\n",
         _counts(samples["kind"], "kind"),
         "\n### Samples per intervention\n",
@@ -57,8 +62,10 @@ def numbers_section(
             _intersections(samples, taxonomy, axes),
         ]
     if errors:
-        parts += ["\n### Failed samples by reason\n",
-                  _table(["reason", "samples"], sorted([k, v] for k, v in errors.items()))]  # fmt: skip
+        parts += [
+            "\n### Failed samples by reason\n",
+            _table(["reason", "samples"], sorted([k, v] for k, v in errors.items())),
+        ]
     return "\n".join(parts)
 
 
@@ -90,9 +97,17 @@ def _covariate(spec: Covariate, samples: pd.DataFrame) -> str:
         return _table(["label", "positive", "negative", "missing"], rows)
     if spec.kind == "continuous" and not spec.bins:
         column = samples[spec.name]
-        return _table(["mean", "min", "max", "missing"],
-                      [[f"{column.mean():.1f}", f"{column.min():.1f}", f"{column.max():.1f}",
-                        int(column.isna().sum())]])  # fmt: skip
+        return _table(
+            ["mean", "min", "max", "missing"],
+            [
+                [
+                    f"{column.mean():.1f}",
+                    f"{column.min():.1f}",
+                    f"{column.max():.1f}",
+                    int(column.isna().sum()),
+                ]
+            ],
+        )
     return _counts(grouped(spec, samples[spec.name]), spec.name)
 
 

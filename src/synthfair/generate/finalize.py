@@ -149,8 +149,14 @@ def render_card(manifest: dict, stats: list[dict], samples: pd.DataFrame, taxono
 
 
 def _write_sums(out: Path, n_shards: int) -> None:
-    files = [layout.REQUEST_FILE, layout.PLAN_FILE, layout.SAMPLES_FILE, layout.MANIFEST_FILE,
-             layout.SHARD_INDEX_FILE, layout.CARD_FILE]  # fmt: skip
+    files = [
+        layout.REQUEST_FILE,
+        layout.PLAN_FILE,
+        layout.SAMPLES_FILE,
+        layout.MANIFEST_FILE,
+        layout.SHARD_INDEX_FILE,
+        layout.CARD_FILE,
+    ]
     for s in range(n_shards):
         files += [str(p.relative_to(out)) for p in (layout.tar_path(out, s), layout.status_path(out, s))]
     lines = "".join(f"{sha256_file(out / f)}  {f}\n" for f in sorted(files))

@@ -169,17 +169,40 @@ def make_plan(index: pd.DataFrame, spec: PlanSpec, taxonomy: Taxonomy | None = N
             "phantom": json.dumps(phantom, sort_keys=True) if phantom else None,
         }
         if spec.include_factual:
-            rows.append({**base, "key": f"{family}_f", "kind": "factual", "parent": None,
-                         "intervention": "{}", "label": "factual"})  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    "key": f"{family}_f",
+                    "kind": "factual",
+                    "parent": None,
+                    "intervention": "{}",
+                    "label": "factual",
+                }
+            )
         if spec.include_reconstruction:
-            rows.append({**base, "key": f"{family}_r", "kind": "reconstruction", "parent": f"{family}_f",
-                         "intervention": "{}", "label": "null"})  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    "key": f"{family}_r",
+                    "kind": "reconstruction",
+                    "parent": f"{family}_f",
+                    "intervention": "{}",
+                    "label": "null",
+                }
+            )
         dos, noop = _family_interventions(items, factual, observed)
         skipped += noop
         for j, do in enumerate(dos):
-            rows.append({**base, "key": f"{family}_c{j:03d}", "kind": "counterfactual",
-                         "parent": f"{family}_f", "intervention": json.dumps(do, sort_keys=True),
-                         "label": label_of(do)})  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    "key": f"{family}_c{j:03d}",
+                    "kind": "counterfactual",
+                    "parent": f"{family}_f",
+                    "intervention": json.dumps(do, sort_keys=True),
+                    "label": label_of(do),
+                }
+            )
     for i, row in enumerate(rows):
         row["shard"] = i // spec.shard_size
         row["seed"] = sample_seed(spec.seed, row["key"])

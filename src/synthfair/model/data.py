@@ -1,8 +1,8 @@
 """Training data: random access to a preprocessed cache's samples, and a deterministic batch order.
 
-`CacheDataset` indexes the members of every shard tar once (offset and size of each ``.png`` / ``.json``),
-then reads any sample directly, so training can draw batches in any order without streaming whole shards.
-16-bit PNGs are decoded with numpy (webdataset's PIL decoders would reduce them to 8 bits).
+`CacheDataset` reads the cache's shards through `synthfair.shards.ShardReader`: each tar's members are
+indexed once, then any sample is read directly, so training can draw batches in any order without streaming
+whole shards. 16-bit PNGs stay 16-bit (webdataset's PIL decoders would reduce them to 8 bits).
 
 `batch_indices(step, ...)` makes the order a pure function of (seed, step, rank): an endless sequence of
 seeded permutations, the global batch of step ``s`` being positions ``[s * B * W, (s + 1) * B * W)``, of which
@@ -13,8 +13,6 @@ skip, and the data each rank sees does not depend on how fast the others run.
 from __future__ import annotations
 
 import json
-import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +20,7 @@ import numpy as np
 import torch
 
 from synthfair.errors import SynthfairError
-from synthfair.shards import FIX, ShardError, check_member, decode_png
-
-
-@dataclass(frozen=True)
-class Member:
-    shard: Path
-    png: tuple[int, int]  # (offset, size) of the PNG bytes in the tar
-    json: tuple[int, int]
+from synthfair.shards import ShardReader, decode_record
 
 
 class CacheDataset:
@@ -45,16 +36,19 @@ class CacheDataset:
             )
         self.manifest = json.loads(manifest_path.read_text())
         self.size = int(self.manifest["config"]["size"])
-        members = [m for s in self.manifest["shards"] for m in _members(self.cache / "shards" / s["shard"])]
+        shards = [(self.cache / "shards" / s["shard"], s["nsamples"]) for s in self.manifest["shards"]]
+        self.reader = ShardReader(shards)
         self.keys: list[str] = []
-        self.members: list[Member] = []
+        self.positions: list[tuple[int, int]] = []  # (shard, position in it) of each sample
         self.meta: list[dict[str, Any]] = []
-        for key, member in members:
-            meta = json.loads(_read(member.shard, member.json))
-            if split is None or meta["split"] == split:
-                self.keys.append(key)
-                self.members.append(member)
-                self.meta.append(meta)
+        for shard in range(len(shards)):
+            for position in range(len(self.reader.keys(shard))):
+                key, parts = self.reader.parts(shard, position, needed=("json",))
+                meta = decode_record(parts["json"], f"{shards[shard][0]}: sample {key!r}")
+                if split is None or meta["split"] == split:
+                    self.keys.append(key)
+                    self.positions.append((shard, position))
+                    self.meta.append(meta)
         if not self.keys:
             raise SynthfairError(
                 f"{self.cache} has no samples in split {split!r}",
@@ -83,8 +77,7 @@ class CacheDataset:
         return images, [self.covariates(i) for i in indices]
 
     def _load(self, i: int) -> np.ndarray:
-        member = self.members[i]
-        return decode_png(_read(member.shard, member.png), f"{member.shard}: sample {i}")
+        return self.reader.read(*self.positions[i])[1]
 
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> list[int]:
@@ -99,27 +92,3 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int, rank: int = 0, 
             cache[epoch] = np.random.default_rng([seed, epoch]).permutation(n)
         out.append(int(cache[epoch][offset]))
     return out
-
-
-def _members(shard: Path) -> list[tuple[str, Member]]:
-    """(key, Member) per sample of one tar, in order."""
-    parts: dict[str, dict[str, tuple[int, int]]] = {}
-    try:
-        with tarfile.open(shard) as tar:
-            for info in tar:
-                check_member(info, str(shard))
-                key, _, ext = info.name.partition(".")
-                if ext in parts.get(key, {}):
-                    raise ShardError(f"{shard}: member {info.name!r} appears twice", FIX)
-                parts.setdefault(key, {})[ext] = (info.offset_data, info.size)
-    except (tarfile.TarError, EOFError) as err:
-        raise ShardError(f"{shard}: not a readable tar ({type(err).__name__})", FIX) from None
-    return [
-        (key, Member(shard, p["png"], p["json"])) for key, p in parts.items() if "png" in p and "json" in p
-    ]
-
-
-def _read(path: Path, span: tuple[int, int]) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(span[0])
-        return f.read(span[1])

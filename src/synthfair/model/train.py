@@ -398,15 +398,7 @@ def fit_scm(dataset: CacheDataset, taxonomy: Taxonomy, seed: int) -> AttributeSC
     """The attribute SCM fitted on the covariates of the training images (the checkpoint's own data)."""
     rows = []
     for i in range(len(dataset)):
-        record = dataset.covariates(i)
-        row = {}
-        for spec in taxonomy:
-            value = record.get(spec.name)
-            if spec.kind == "multilabel":
-                row.update({f"{spec.name}.{label}": (value or {}).get(label) for label in spec.values})
-            else:
-                row[spec.name] = value
-        rows.append(row)
+        rows.append(taxonomy.flatten(dataset.covariates(i)))
     return AttributeSCM(taxonomy).fit(pd.DataFrame(rows), seed=seed)
 
 

@@ -323,11 +323,20 @@ def _heart(c: _Canvas) -> None:
 
 def _great_vessels(c: _Canvas) -> None:
     """Aorta (ascending, arch over the left main bronchus, descending left of the spine) and the SVC."""
-    aorta = np.array([  # x, y, z, radius (mm)
-        (6, 18, 195, 14), (4, 20, 230, 15), (8, 12, 255, 14),  # ascending
-        (22, -2, 265, 13), (30, -22, 258, 12), (28, -36, 235, 12),  # arch, its left edge the aortic knob
-        (27, -36, 180, 12), (20, -30, 120, 11), (10, -22, 60, 10), (6, -16, 0, 10),  # descending
-    ])  # fmt: skip
+    aorta = np.array(
+        [  # x, y, z, radius (mm)
+            (6, 18, 195, 14),
+            (4, 20, 230, 15),
+            (8, 12, 255, 14),  # ascending
+            (22, -2, 265, 13),
+            (30, -22, 258, 12),
+            (28, -36, 235, 12),  # arch, its left edge the aortic knob
+            (27, -36, 180, 12),
+            (20, -30, 120, 11),
+            (10, -22, 60, 10),
+            (6, -16, 0, 10),  # descending
+        ]
+    )
     c.tube(aorta[:, :3], aorta[:, 3], BLOOD, STRUCTURE_IDS["aorta"])
     c.tube([(-22, 8, 300), (-24, 12, 205)], 10.0, BLOOD, STRUCTURE_IDS["superior_vena_cava"])
 

@@ -151,23 +151,12 @@ def split_of(key: str) -> str:
 def covariate_columns(phantom: Phantom) -> list[str]:
     """metadata.csv covariate columns: one per covariate, one per label (``<covariate>.<label>``) for
     multilabel covariates."""
-    cols = []
-    for cov in phantom.taxonomy:
-        cols.extend(
-            [f"{cov.name}.{label}" for label in cov.values] if cov.kind == "multilabel" else [cov.name]
-        )
-    return cols
+    return list(phantom.taxonomy.columns())
 
 
 def covariate_row(phantom: Phantom, covariates: dict) -> dict[str, Any]:
-    row = {}
-    for cov in phantom.taxonomy:
-        value = covariates[cov.name]
-        if cov.kind == "multilabel":
-            row.update({f"{cov.name}.{label}": int((value or {}).get(label, 0)) for label in cov.values})
-        else:
-            row[cov.name] = repr(value) if isinstance(value, float) else value
-    return row
+    row = phantom.taxonomy.flatten(covariates, label=lambda value: int(value or 0))
+    return {k: repr(v) if isinstance(v, float) else v for k, v in row.items()}
 
 
 # -- internals ---------------------------------------------------------------------------------------------

@@ -292,8 +292,9 @@ class _Fetcher:
             if item.sha256 is None:
                 logger.info("%s: nothing vouches for the copy in %s; fetching it again", item.path, self.dest)
             else:
-                logger.warning("%s: the copy in %s does not match the release; fetching it again", item.path,
-                               self.dest)  # fmt: skip
+                logger.warning(
+                    "%s: the copy in %s does not match the release; fetching it again", item.path, self.dest
+                )
         try:
             return self._fetch(item, final)
         except FileNotFoundError:
@@ -330,8 +331,14 @@ class _Fetcher:
                     return _Outcome(item.path, "failed", fetched, FailedFile(item.path, reason))
                 had = size
                 continue  # progress: ask for the rest
-            logger.warning("%s: got %d bytes with sha256 %s, expected %s bytes with sha256 %s", item.path,
-                           size, digest, item.size, item.sha256)  # fmt: skip
+            logger.warning(
+                "%s: got %d bytes with sha256 %s, expected %s bytes with sha256 %s",
+                item.path,
+                size,
+                digest,
+                item.size,
+                item.sha256,
+            )
             part.unlink()
             fresh += 1
             resume = False
@@ -356,8 +363,12 @@ class _Fetcher:
         """Fill ``part`` from the source; (bytes read from the source, sha256 of the whole part)."""
         offset = part.stat().st_size if resume and part.is_file() else 0
         if item.size is not None and offset > item.size:
-            logger.info("%s: the .part is larger than the file (%d > %d bytes); starting over", item.path,
-                        offset, item.size)  # fmt: skip
+            logger.info(
+                "%s: the .part is larger than the file (%d > %d bytes); starting over",
+                item.path,
+                offset,
+                item.size,
+            )
             offset = 0
         if offset:
             try:

@@ -67,3 +67,22 @@ def release_complete(out: str | Path) -> tuple[int, list[int]]:
     """(shards in the release's plan, the shards not done yet)."""
     n = read_request(out)["shards"]
     return n, [s for s in range(n) if not stats_path(out, s).exists()]
+
+
+def shard_reader(release: str | Path):
+    """A `synthfair.shards.ShardReader` over a release's samples (a directory or any fsspec URL): the shards
+    its ``shardindex.json`` lists once finalized; before that (a local release), every shard's
+    ``_stats.json``, all of which must exist."""
+    from synthfair.shards import ShardReader  # lazy: the layout's names stay light
+
+    text = str(release)
+    if "://" in text or (Path(text) / SHARD_INDEX_FILE).is_file():
+        return ShardReader.from_shard_index(f"{text.rstrip('/')}/{SHARD_INDEX_FILE}")
+    n, missing = release_complete(release)
+    if missing:
+        raise SynthfairError(
+            f"{release} has {len(missing)} unfinished shards (first: {missing[0]})",
+            "finish it with `synthfair generate` (same arguments)",
+        )
+    stats = [json.loads(stats_path(release, s).read_text()) for s in range(n)]
+    return ShardReader([(tar_path(release, s), stats[s]["nsamples"]) for s in range(n)])

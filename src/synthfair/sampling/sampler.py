@@ -119,8 +119,9 @@ def sample_with_baseline(
     frame, where, digest = read_samples(release, needed_columns(spec))
     location = release_location(release)
     biased = replace(sample(frame, spec, taxonomy), release=location, samples_sha256=digest)
-    base = replace(sample(frame, spec.baseline(), taxonomy), release=location, samples_sha256=digest,
-                   baseline=True)  # fmt: skip
+    base = replace(
+        sample(frame, spec.baseline(), taxonomy), release=location, samples_sha256=digest, baseline=True
+    )
     return biased, base
 
 
@@ -168,8 +169,10 @@ def needed_columns(spec: BiasSpec) -> list[str]:
 def _eligible(frame: pd.DataFrame, spec: BiasSpec, taxonomy: Taxonomy, where: str):
     for name in needed_columns(spec):
         if name not in frame.columns and name != "patient":
-            raise SynthfairError(f"{where} has no column {name!r}{did_you_mean(name, frame.columns)}",
-                                 "check the spec's covariate names (`synthfair taxonomy`)")  # fmt: skip
+            raise SynthfairError(
+                f"{where} has no column {name!r}{did_you_mean(name, frame.columns)}",
+                "check the spec's covariate names (`synthfair taxonomy`)",
+            )
     keep = frame["kind"].isin(spec.kinds).to_numpy().copy()
     excluded = {"kind not in spec.kinds": int((~keep).sum())}
     for name, allowed in spec.where.items():
@@ -179,8 +182,10 @@ def _eligible(frame: pd.DataFrame, spec: BiasSpec, taxonomy: Taxonomy, where: st
     if spec.target:
         covariate_of(spec.target, taxonomy, "bias spec target")
         if taxonomy[spec.target.split(".")[0]].kind != "multilabel":
-            raise ConfigError(f"bias spec target {spec.target!r} is not a finding",
-                              "use findings.<label>, e.g. findings.cardiomegaly")  # fmt: skip
+            raise ConfigError(
+                f"bias spec target {spec.target!r} is not a finding",
+                "use findings.<label>, e.g. findings.cardiomegaly",
+            )
         ok = frame[spec.target].isin([0, 1]).to_numpy()
         excluded["target unknown or uncertain"] = int((keep & ~ok).sum())
         keep &= ok
@@ -191,9 +196,11 @@ def _eligible(frame: pd.DataFrame, spec: BiasSpec, taxonomy: Taxonomy, where: st
         keep &= ok
     pool = frame[keep].reset_index(drop=True)
     if pool.empty:
-        raise SynthfairError(f"no sample of {where} is eligible for the bias spec "
-                             f"({', '.join(f'{k}: {v}' for k, v in excluded.items() if v)})",
-                             "widen kinds or where")  # fmt: skip
+        raise SynthfairError(
+            f"no sample of {where} is eligible for the bias spec "
+            f"({', '.join(f'{k}: {v}' for k, v in excluded.items() if v)})",
+            "widen kinds or where",
+        )
     return pool, {k: v for k, v in excluded.items() if v}
 
 
@@ -216,8 +223,11 @@ class _Cells:
         for what in ("shares", "prevalence", "label_noise"):
             for g in getattr(spec, what):
                 if g not in code:
-                    raise ConfigError(f"bias spec {what}: group {g!r} is not in the eligible samples"
-                                      f"{did_you_mean(g, groups)}", f"groups present: {groups}")  # fmt: skip
+                    raise ConfigError(
+                        f"bias spec {what}: group {g!r} is not in the eligible samples"
+                        f"{did_you_mean(g, groups)}",
+                        f"groups present: {groups}",
+                    )
         y = pool[spec.target].to_numpy(np.int8) if spec.target else np.zeros(len(pool), np.int8)
         c = np.zeros(len(pool), np.int8)
         if spec.correlation:
@@ -256,11 +266,14 @@ def _group_labels(pool: pd.DataFrame, spec: BiasSpec, taxonomy: Taxonomy) -> tup
         covariate = covariate_of(name, taxonomy, f"bias spec groups ({name})")
         if covariate.kind == "continuous":
             if not covariate.bins:
-                raise ConfigError(f"bias spec groups: {name} is continuous and has no bins",
-                                  f"add bins under covariates.{name} in the taxonomy")  # fmt: skip
+                raise ConfigError(
+                    f"bias spec groups: {name} is continuous and has no bins",
+                    f"add bins under covariates.{name} in the taxonomy",
+                )
             edges = np.asarray(covariate.bins, float)
-            codes = np.clip(np.searchsorted(edges, pool[name].to_numpy(float), side="right") - 1, 0,
-                            len(edges) - 2)  # fmt: skip
+            codes = np.clip(
+                np.searchsorted(edges, pool[name].to_numpy(float), side="right") - 1, 0, len(edges) - 2
+            )
             uniques = np.asarray(covariate.bin_labels, object)
         else:
             codes, uniques = pd.factorize(pool[name])
@@ -292,20 +305,24 @@ def _units(pool: pd.DataFrame, spec: BiasSpec) -> pd.DataFrame:
     family, _ = pd.factorize(pool["family"])
     factual = (pool["kind"] == "factual").to_numpy()
     if spec.pairs is None:
-        units = pd.DataFrame({"row": np.arange(len(pool)), "family": family, "partner": -1,
-                              "factual": factual, "rank": rank})  # fmt: skip
+        units = pd.DataFrame(
+            {"row": np.arange(len(pool)), "family": family, "partner": -1, "factual": factual, "rank": rank}
+        )
         return units.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
     cf = np.flatnonzero(changed_only(pool, spec.pairs))
     factual_row = pd.Series(np.arange(len(pool)), index=pool["key"])
     parents = factual_row.reindex(pool["parent"].to_numpy()[cf]).to_numpy()
     ok = ~np.isnan(parents)
     if not ok.any():
-        raise SynthfairError(f"no eligible factual-counterfactual pair differs only in {spec.pairs!r}",
-                             f"generate a release with a {spec.pairs} intervention (e.g. {spec.pairs}: "
-                             "flip), and keep both kinds in spec.kinds")  # fmt: skip
+        raise SynthfairError(
+            f"no eligible factual-counterfactual pair differs only in {spec.pairs!r}",
+            f"generate a release with a {spec.pairs} intervention (e.g. {spec.pairs}: "
+            "flip), and keep both kinds in spec.kinds",
+        )
     cf, parents = cf[ok], parents[ok].astype(np.int64)
-    units = pd.DataFrame({"row": parents, "family": family[cf], "partner": cf, "factual": True,
-                          "rank": rank[cf]})  # fmt: skip
+    units = pd.DataFrame(
+        {"row": parents, "family": family[cf], "partner": cf, "factual": True, "rank": rank[cf]}
+    )
     return units.iloc[np.argsort(rank[cf], kind="stable")].reset_index(drop=True)
 
 
@@ -352,8 +369,10 @@ def _knobs(spec: BiasSpec, t: float, cells: _Cells, pool: pd.DataFrame, units: p
         rest_share = {g: left * natural[g] / rest_total if rest_total else left / len(rest) for g in rest}
         biased = {g: spec.shares.get(g, rest_share.get(g, 0.0)) for g in groups}
         if not rest and abs(sum(biased.values()) - 1) > 1e-6:
-            raise ConfigError(f"bias spec shares name every group but sum to {sum(biased.values()):.3f}",
-                              "make them add up to 1")  # fmt: skip
+            raise ConfigError(
+                f"bias spec shares name every group but sum to {sum(biased.values()):.3f}",
+                "make them add up to 1",
+            )
         unbiased = {g: 1.0 / len(groups) for g in groups}
     else:
         biased = unbiased = {g: float(v) for g, v in zip(groups, pool_share, strict=True)}
@@ -441,10 +460,22 @@ def _fill(units: pd.DataFrame, cells: _Cells, quotas: np.ndarray, spec: BiasSpec
 
 def _rows_of(picked: pd.DataFrame, pool: pd.DataFrame, spec: BiasSpec, split: str) -> pd.DataFrame:
     """The output rows of the chosen units: both members of a pair in paired mode."""
-    keep = [c for c in ("key", "family", "kind", "shard", "split", "sample_hash", *spec.groups,
-                        *([spec.correlation.covariate] if spec.correlation else []), *spec.where,
-                        *([spec.pairs] if spec.pairs else []))
-            if c in pool.columns]  # fmt: skip
+    keep = [
+        c
+        for c in (
+            "key",
+            "family",
+            "kind",
+            "shard",
+            "split",
+            "sample_hash",
+            *spec.groups,
+            *([spec.correlation.covariate] if spec.correlation else []),
+            *spec.where,
+            *([spec.pairs] if spec.pairs else []),
+        )
+        if c in pool.columns
+    ]
     keep = list(dict.fromkeys(keep))
     main = pool.iloc[picked["row"].to_numpy()][keep].reset_index(drop=True)
     main["_row"] = picked["row"].to_numpy()
@@ -473,8 +504,13 @@ def _apply_label_noise(table: pd.DataFrame, spec: BiasSpec, cells: _Cells) -> pd
     for group, flip in spec.label_noise.items():
         for truth, rate in ((1, flip.positive_to_negative), (0, flip.negative_to_positive)):
             for split in table["split"].unique():
-                idx = np.flatnonzero(unit & noisy & (table["group"].to_numpy() == group) & (y == truth)
-                                     & (table["split"].to_numpy() == split))  # fmt: skip
+                idx = np.flatnonzero(
+                    unit
+                    & noisy
+                    & (table["group"].to_numpy() == group)
+                    & (y == truth)
+                    & (table["split"].to_numpy() == split)
+                )
                 k = int(round(rate * len(idx)))
                 flipped[idx[np.argsort(rank[idx], kind="stable")[:k]]] = True
     if spec.pairs is not None:  # a pair shares its factual member's flip: the pair still differs in one thing
@@ -492,22 +528,36 @@ def _achieved(rows: pd.DataFrame, spec: BiasSpec, cells: _Cells, planned: dict) 
     unit = rows if spec.pairs is None else rows[rows["kind"] == "factual"]  # pairs count once
     out: dict[str, Any] = {"size": {"target": planned["size"], "achieved": len(unit)}}
     shares = unit["group"].value_counts(normalize=True)
-    out["shares"] = {g: {"target": round(knobs["share"][g], 6), "achieved": round(float(shares.get(g, 0)), 6),
-                         "n": int((unit["group"] == g).sum())} for g in cells.groups}  # fmt: skip
+    out["shares"] = {
+        g: {
+            "target": round(knobs["share"][g], 6),
+            "achieved": round(float(shares.get(g, 0)), 6),
+            "n": int((unit["group"] == g).sum()),
+        }
+        for g in cells.groups
+    }
     if spec.target:
         prev = unit.groupby("group")["target_true"].mean()
         observed = unit.groupby("group")["target"].mean()
-        out["prevalence"] = {g: {"target": round(knobs["prevalence"][g], 6),
-                                 "achieved": round(float(prev.get(g, np.nan)), 6),
-                                 "observed_after_label_noise": round(float(observed.get(g, np.nan)), 6)}
-                             for g in cells.groups}  # fmt: skip
+        out["prevalence"] = {
+            g: {
+                "target": round(knobs["prevalence"][g], 6),
+                "achieved": round(float(prev.get(g, np.nan)), 6),
+                "observed_after_label_noise": round(float(observed.get(g, np.nan)), 6),
+            }
+            for g in cells.groups
+        }
     if spec.correlation:
         y, c = unit["target_true"].to_numpy(), unit["correlated"].to_numpy()
         p1 = float(c[y == 1].mean()) if (y == 1).any() else float("nan")
         p0 = float(c[y == 0].mean()) if (y == 0).any() else float("nan")
-        out["correlation"] = {"target_strength": knobs["strength"], "achieved_strength": round(p1 - p0, 6),
-                              "p_value_given_target_1": round(p1, 6), "p_value_given_target_0": round(p0, 6),
-                              "phi": round(_phi(y, c), 6)}  # fmt: skip
+        out["correlation"] = {
+            "target_strength": knobs["strength"],
+            "achieved_strength": round(p1 - p0, 6),
+            "p_value_given_target_1": round(p1, 6),
+            "p_value_given_target_0": round(p0, 6),
+            "phi": round(_phi(y, c), 6),
+        }
     noisy = len(rows) > 0 and spec.splits[rows["split"].iloc[0]].label_noise
     if spec.target and spec.label_noise and noisy:
         noise = {}
@@ -515,11 +565,15 @@ def _achieved(rows: pd.DataFrame, spec: BiasSpec, cells: _Cells, planned: dict) 
             g = unit[unit["group"] == group]
             pos, neg = g[g["target_true"] == 1], g[g["target_true"] == 0]
             noise[group] = {
-                "positive_to_negative": {"target": flip.positive_to_negative,
-                                         "achieved": _rate(pos["target_flipped"])},
-                "negative_to_positive": {"target": flip.negative_to_positive,
-                                         "achieved": _rate(neg["target_flipped"])},
-            }  # fmt: skip
+                "positive_to_negative": {
+                    "target": flip.positive_to_negative,
+                    "achieved": _rate(pos["target_flipped"]),
+                },
+                "negative_to_positive": {
+                    "target": flip.negative_to_positive,
+                    "achieved": _rate(neg["target_flipped"]),
+                },
+            }
         out["label_noise"] = noise
     out["families"] = int(rows["family"].nunique())
     return out
@@ -540,15 +594,20 @@ def _infeasible(spec, split, short: _Shortfall, cells, pool, units, unit_split, 
     what = cells.describe(short.cell, spec)
     feasible = lambda size, t: _feasible(replace(spec, size=size), t, pool, units, unit_split, cells)  # noqa: E731
     best_size = _largest(lambda n: feasible(n, 1.0), 1, spec.size - 1)
-    hint = [f"the largest feasible size with these knobs is {best_size}" if best_size else
-            "no size is feasible with these knobs"]  # fmt: skip
+    hint = [
+        f"the largest feasible size with these knobs is {best_size}"
+        if best_size
+        else "no size is feasible with these knobs"
+    ]
     if spec.splits[split].biased and spec.knobs:
         steps = 20
         best = _largest(lambda k: feasible(spec.size, k / steps), 0, steps - 1)
         if best is not None:
             knobs = _knobs(spec, best / steps, cells, pool, units)
-            hint.append(f"at size {spec.size} the knobs can go {best / steps:.0%} of the way from no bias "
-                        f"({_knob_text(knobs, spec)})")  # fmt: skip
+            hint.append(
+                f"at size {spec.size} the knobs can go {best / steps:.0%} of the way from no bias "
+                f"({_knob_text(knobs, spec)})"
+            )
         else:
             hint.append(f"even without bias, size {spec.size} is out of reach")
     return ConfigError(

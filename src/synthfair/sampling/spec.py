@@ -92,19 +92,30 @@ class BiasSpec:
     def __post_init__(self) -> None:
         _check(self.size >= 1, f"size must be >= 1, got {self.size}", "e.g. size: 1000")
         needs_target = self.prevalence or self.correlation or self.label_noise
-        _check(not needs_target or self.target, "prevalence, correlation and label_noise need a target",
-               "add e.g. target: findings.cardiomegaly")  # fmt: skip
-        _check(not self.shares or self.groups, "shares are per group, but no groups are set",
-               "add e.g. groups: [sex]")  # fmt: skip
+        _check(
+            not needs_target or self.target,
+            "prevalence, correlation and label_noise need a target",
+            "add e.g. target: findings.cardiomegaly",
+        )
+        _check(
+            not self.shares or self.groups,
+            "shares are per group, but no groups are set",
+            "add e.g. groups: [sex]",
+        )
         for name, values in (("prevalence", self.prevalence), ("label_noise", self.label_noise)):
-            _check(self.groups or set(values) <= {"all"},
-                   f"{name} names groups {sorted(values)}, but no groups are set",
-                   f"add groups (e.g. groups: [sex]), or write {name}: {{all: ...}}")  # fmt: skip
+            _check(
+                self.groups or set(values) <= {"all"},
+                f"{name} names groups {sorted(values)}, but no groups are set",
+                f"add groups (e.g. groups: [sex]), or write {name}: {{all: ...}}",
+            )
         for name, values in (("shares", self.shares), ("prevalence", self.prevalence)):
             for group, value in values.items():
                 _check(0 <= value <= 1, f"{name}.{group} = {value} is not in [0, 1]", "use a probability")
-        _check(sum(self.shares.values()) <= 1 + 1e-9, f"shares sum to {sum(self.shares.values()):.3f} > 1",
-               "lower them; groups not named share what is left")  # fmt: skip
+        _check(
+            sum(self.shares.values()) <= 1 + 1e-9,
+            f"shares sum to {sum(self.shares.values()):.3f} > 1",
+            "lower them; groups not named share what is left",
+        )
         if self.correlation is not None:
             s = self.correlation.strength
             _check(-1 <= s <= 1, f"correlation.strength = {s} is not in [-1, 1]", "e.g. strength: 0.9")
@@ -116,20 +127,33 @@ class BiasSpec:
             _check(name in SPLITS, f"split {name!r} is not one of {list(SPLITS)}", "rename it")
             _check(split.fraction >= 0, f"splits.{name}.fraction = {split.fraction} < 0", "use >= 0")
         total = sum(split.fraction for split in self.splits.values())
-        _check(abs(total - 1) < 1e-6, f"split fractions sum to {total:.4f}, not 1",
-               "make splits.*.fraction add up to 1")  # fmt: skip
-        _check(self.split_by in SPLIT_BY, f"split_by {self.split_by!r} is not one of {list(SPLIT_BY)}",
-               "patient (hashed, leakage-free) or source (the release's splits)")  # fmt: skip
+        _check(
+            abs(total - 1) < 1e-6,
+            f"split fractions sum to {total:.4f}, not 1",
+            "make splits.*.fraction add up to 1",
+        )
+        _check(
+            self.split_by in SPLIT_BY,
+            f"split_by {self.split_by!r} is not one of {list(SPLIT_BY)}",
+            "patient (hashed, leakage-free) or source (the release's splits)",
+        )
         for kind in self.kinds:
             _check(kind in KINDS, f"kinds: {kind!r} is not one of {list(KINDS)}", "e.g. [factual]")
-        _check(self.pairs is None or "factual" in self.kinds and "counterfactual" in self.kinds,
-               "pairs need factual and counterfactual kinds", "kinds: [factual, counterfactual]")  # fmt: skip
+        _check(
+            self.pairs is None or "factual" in self.kinds and "counterfactual" in self.kinds,
+            "pairs need factual and counterfactual kinds",
+            "kinds: [factual, counterfactual]",
+        )
 
     @property
     def knobs(self) -> dict[str, Any]:
         """The bias knobs that are set (for reports)."""
-        knobs = {"shares": self.shares, "prevalence": self.prevalence, "correlation": self.correlation,
-                 "label_noise": self.label_noise}  # fmt: skip
+        knobs = {
+            "shares": self.shares,
+            "prevalence": self.prevalence,
+            "correlation": self.correlation,
+            "label_noise": self.label_noise,
+        }
         return {k: v for k, v in knobs.items() if v}
 
     def baseline(self) -> BiasSpec:

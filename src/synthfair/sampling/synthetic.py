@@ -35,12 +35,18 @@ def synthetic_samples(families: int, seed: int = 0, shard_size: int = 1000) -> p
     logit = -2.2 + 0.04 * (age - 60) + 0.9 * (race == 1)
     cardio = (rng.random(families) < 1 / (1 + np.exp(-logit))).astype(np.int8)
     split = np.array(["train", "validate", "test"])[_draw(rng, np.tile([0.8, 0.1, 0.1], (families, 1)))]
-    factual = pd.DataFrame({
-        "family": [f"synth_{i:08d}" for i in range(families)],
-        "sex": np.array(SEXES)[sex], "race": np.array(RACES)[race], "age": age,
-        "device": np.array(DEVICES)[device], "view": np.array(VIEWS)[view],
-        "findings.cardiomegaly": cardio, "split": split,
-    })  # fmt: skip
+    factual = pd.DataFrame(
+        {
+            "family": [f"synth_{i:08d}" for i in range(families)],
+            "sex": np.array(SEXES)[sex],
+            "race": np.array(RACES)[race],
+            "age": age,
+            "device": np.array(DEVICES)[device],
+            "view": np.array(VIEWS)[view],
+            "findings.cardiomegaly": cardio,
+            "split": split,
+        }
+    )
     factual["patient"] = factual["family"]
     members = [_member(factual, "factual", None, None)]
     flipped = factual.assign(sex=np.where(factual["sex"] == "female", "male", "female"))
