@@ -129,7 +129,7 @@ def write_mimic(root: Path, rows: int, rng: np.random.Generator) -> None:
 
 
 def bench_ingest(kind: str, rows: int, tmp: Path) -> dict:
-    from synthfair.ingest import IngestConfig, ingest
+    from synthfair.index.ingest import IngestConfig, ingest
 
     root = tmp / f"{kind}-src"
     rng = np.random.default_rng(0)
@@ -175,8 +175,8 @@ def write_images(root: Path, kind: str, n: int) -> None:
 
 
 def bench_preprocess(kind: str, n: int, size: int, workers: int, tmp: Path) -> dict:
-    from synthfair.ingest import ingest
-    from synthfair.preprocess import PreprocessConfig, preprocess
+    from synthfair.index.ingest import ingest
+    from synthfair.index.preprocess import PreprocessConfig, preprocess
 
     root = tmp / f"{kind}-images"
     write_images(root, kind, n)

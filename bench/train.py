@@ -119,10 +119,10 @@ def diffusers_loop(config, data: Path, warmup: int, steps: int) -> tuple[list[fl
 
 def demo_cache(tmp: Path) -> Path:
     """A 64^2 cache of 256 procedural phantom subjects (seconds to make)."""
-    from synthfair.ingest import ingest
+    from synthfair.index.ingest import ingest
+    from synthfair.index.preprocess import PreprocessConfig, preprocess
     from synthfair.phantom.simulator import PhantomConfig
     from synthfair.phantom.source import write_source
-    from synthfair.preprocess import PreprocessConfig, preprocess
 
     write_source(tmp / "phantom", n=256, size=64, workers=2, config=PhantomConfig(anatomy="procedural"))
     ingest("phantom", tmp / "phantom", tmp / "index")

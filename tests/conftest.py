@@ -13,8 +13,8 @@ TINY_MODEL = {"sample_size": 16, "block_out_channels": (8, 16), "attention_level
 def cache(tmp_path_factory):
     """A 16x16 preprocessed cache of 24 phantom-layout images (split train / validate / test by row)."""
     from source_files import phantom_row, write_phantom_source
-    from synthfair.ingest import ingest
-    from synthfair.preprocess import PreprocessConfig, preprocess
+    from synthfair.index.ingest import ingest
+    from synthfair.index.preprocess import PreprocessConfig, preprocess
 
     root = tmp_path_factory.mktemp("model-data")
     write_phantom_source(root / "src", [phantom_row(i) for i in range(24)])
@@ -72,7 +72,7 @@ PLAN_SPEC = {
 
 @pytest.fixture(scope="session")
 def phantom_index(tmp_path_factory):
-    from synthfair.ingest import ingest
+    from synthfair.index.ingest import ingest
     from synthfair.phantom.simulator import PhantomConfig
     from synthfair.phantom.source import write_source
 

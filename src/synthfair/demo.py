@@ -36,14 +36,14 @@ from synthfair.generate import (
     write_plan,
 )
 from synthfair.index import read_index
-from synthfair.index_stats import index_stats
-from synthfair.ingest import ingest
+from synthfair.index.ingest import ingest
+from synthfair.index.preprocess import PreprocessConfig, preprocess
+from synthfair.index.stats import index_stats
 from synthfair.model.train import load_train_config, train
 from synthfair.phantom.engine import PhantomEngineConfig
 from synthfair.phantom.grid import render_grid
 from synthfair.phantom.simulator import Phantom, PhantomConfig
 from synthfair.phantom.source import write_source
-from synthfair.preprocess import PreprocessConfig, preprocess
 from synthfair.pretrained import TRAIN_CONFIG, pretrained_path
 from synthfair.sampling import (
     bias_spec_from_dict,

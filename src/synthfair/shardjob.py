@@ -1,4 +1,4 @@
-"""One resumable shard job, shared by `synthfair.preprocess` (training caches) and `synthfair.generate`
+"""One resumable shard job, shared by `synthfair.index.preprocess` (training caches) and `synthfair.generate`
 (releases), in the manner of img2dataset: numbered shards, each finished or redone whole.
 
     OUT/<request>.json             what the job makes; written by the first run, checked by every later one

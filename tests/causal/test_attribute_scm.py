@@ -284,7 +284,7 @@ def test_load_with_another_taxonomy_names_both_hashes(scm, tmp_path):
 def test_fit_on_an_ingested_index(tmp_path):
     from source_files import phantom_row, write_phantom_source
     from synthfair.index import read_index
-    from synthfair.ingest import ingest
+    from synthfair.index.ingest import ingest
 
     rows = [phantom_row(i) for i in range(24)] + [phantom_row(24, age="", race="")]
     ingest("phantom", write_phantom_source(tmp_path / "src", rows), tmp_path / "index")

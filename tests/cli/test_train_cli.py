@@ -8,10 +8,10 @@ from typer.testing import CliRunner
 
 from source_files import phantom_row, write_phantom_source
 from synthfair.cli.main import app, run
-from synthfair.ingest import ingest
+from synthfair.index.ingest import ingest
+from synthfair.index.preprocess import PreprocessConfig, preprocess
 from synthfair.model.diffusion import DiffusionModel
 from synthfair.model.train import checkpoints
-from synthfair.preprocess import PreprocessConfig, preprocess
 
 TINY = {
     "model": {"sample_size": 16, "block_out_channels": [8, 16], "attention_levels": [], "norm_num_groups": 4},

@@ -35,8 +35,8 @@ def toy(sex: str, age: float, rng: np.random.Generator) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def toy_oracles(tmp_path_factory):
-    from synthfair.ingest import ingest
-    from synthfair.preprocess import PreprocessConfig, preprocess
+    from synthfair.index.ingest import ingest
+    from synthfair.index.preprocess import PreprocessConfig, preprocess
 
     root = tmp_path_factory.mktemp("toy")
     rng = np.random.default_rng(0)

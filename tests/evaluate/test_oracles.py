@@ -11,8 +11,8 @@ from synthfair.taxonomy import load_taxonomy
 @pytest.fixture(scope="module")
 def sex_cache(tmp_path_factory):
     """60 images whose brightness shows the sex (and nothing else), 16 px, splits by row."""
-    from synthfair.ingest import ingest
-    from synthfair.preprocess import PreprocessConfig, preprocess
+    from synthfair.index.ingest import ingest
+    from synthfair.index.preprocess import PreprocessConfig, preprocess
 
     root = tmp_path_factory.mktemp("oracle-data")
     rows = [

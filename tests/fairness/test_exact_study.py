@@ -10,7 +10,7 @@ from synthfair.fairness.study import StudySpec, run_study
 from synthfair.generate import GenerateConfig, finalize, generate, make_plan, write_plan
 from synthfair.generate.plan import load_plan_spec
 from synthfair.index import read_index
-from synthfair.ingest import ingest
+from synthfair.index.ingest import ingest
 from synthfair.phantom.engine import PhantomEngineConfig
 from synthfair.phantom.simulator import PhantomConfig
 from synthfair.phantom.source import write_source

@@ -6,7 +6,7 @@ from brax_files import COLUMNS, row, write_brax_source, write_spreadsheet
 
 from synthfair.errors import SynthfairError
 from synthfair.index import read_index, read_quarantine
-from synthfair.ingest import IngestConfig, ingest
+from synthfair.index.ingest import IngestConfig, ingest
 from synthfair.sources.brax import _age, read
 from synthfair.sources.records import SPLITS, SourceError
 

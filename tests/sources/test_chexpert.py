@@ -7,7 +7,7 @@ import pytest
 
 from synthfair.errors import SynthfairError
 from synthfair.index import read_index, read_quarantine
-from synthfair.ingest import IngestConfig, ingest
+from synthfair.index.ingest import IngestConfig, ingest
 from synthfair.sources.records import SourceError
 
 SKIP = IngestConfig(on_error="skip")

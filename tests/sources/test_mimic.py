@@ -6,7 +6,7 @@ from mimic_files import fixture_rows, image, image_path, write_csv, write_mimic
 
 from synthfair.errors import SynthfairError
 from synthfair.index import read_index, read_quarantine
-from synthfair.ingest import IngestConfig, ingest
+from synthfair.index.ingest import IngestConfig, ingest
 from synthfair.sources.harmonize import FindingsPolicy
 from synthfair.sources.records import SourceError
 

@@ -6,7 +6,7 @@ from nih_files import HEADER, fixture_rows, write_data_entry, write_nih
 
 from synthfair.errors import SynthfairError
 from synthfair.index import read_index, read_quarantine
-from synthfair.ingest import IngestConfig, ingest
+from synthfair.index.ingest import IngestConfig, ingest
 from synthfair.sources.records import SPLITS, SourceError
 
 SKIP = IngestConfig(on_error="skip")

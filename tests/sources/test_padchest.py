@@ -9,7 +9,7 @@ from PIL import Image
 from synthfair.errors import SynthfairError
 from synthfair.images.readers import read_image
 from synthfair.index import read_index, read_quarantine
-from synthfair.ingest import IngestConfig, ingest
+from synthfair.index.ingest import IngestConfig, ingest
 from synthfair.sources.records import SPLITS, SourceError
 
 SKIP = IngestConfig(on_error="skip")

@@ -17,7 +17,7 @@ from vindr_files import (
 
 from synthfair.errors import SynthfairError
 from synthfair.index import read_index, read_quarantine
-from synthfair.ingest import IngestConfig, ingest
+from synthfair.index.ingest import IngestConfig, ingest
 from synthfair.sources.records import SourceError, SourceRow
 from synthfair.sources.vindr import read
 

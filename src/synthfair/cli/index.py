@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 
 from synthfair.index import read_index
-from synthfair.index_stats import index_stats
+from synthfair.index.stats import index_stats
 
 app = typer.Typer(no_args_is_help=True, help="Inspect a harmonized index.")
 

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from synthfair.cli.progress import bar
-from synthfair.ingest import IngestConfig
-from synthfair.ingest import ingest as ingest_source
+from synthfair.index.ingest import IngestConfig
+from synthfair.index.ingest import ingest as ingest_source
 from synthfair.sources import SOURCES
 from synthfair.sources.harmonize import FindingsPolicy
 

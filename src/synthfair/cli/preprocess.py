@@ -10,8 +10,8 @@ import typer
 from synthfair.cli.progress import bar
 from synthfair.environment import usable_cpus
 from synthfair.index import count_rows
-from synthfair.preprocess import PreprocessConfig
-from synthfair.preprocess import preprocess as preprocess_index
+from synthfair.index.preprocess import PreprocessConfig
+from synthfair.index.preprocess import preprocess as preprocess_index
 
 
 def preprocess(

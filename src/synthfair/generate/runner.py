@@ -58,7 +58,7 @@ class GenerateConfig:
     # the model's engine settings (None: those the model recommends, `EngineConfig.recommended`), or
     # `PhantomEngineConfig`: the phantom's exact counterfactuals, no model
     engine: EngineConfig | PhantomEngineConfig | None = None
-    fit: str = "crop"  # how factual images are fitted to the model's size (see synthfair.preprocess)
+    fit: str = "crop"  # how factual images are fitted to the model's size (see synthfair.index.preprocess)
     encode_workers: int = 2  # PNG-encoding threads beside the model
 
     def __post_init__(self) -> None:

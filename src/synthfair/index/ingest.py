@@ -22,10 +22,10 @@ from typing import Any
 import pyarrow as pa
 
 import synthfair
-from synthfair import index
 from synthfair.config import config_to_dict
 from synthfair.environment import package_version
 from synthfair.errors import SynthfairError, cut, shown
+from synthfair.index import table as index_table
 from synthfair.sources import adapter
 from synthfair.sources.harmonize import FindingsPolicy, Harmonizer
 from synthfair.sources.records import SPLITS, Rejected, RowError, SourceRow, key_part
@@ -99,12 +99,12 @@ def ingest(
         if on_row is not None:
             on_row()
     records = batch.assign_splits()
-    table = index.to_table(records, taxonomy)
-    quarantine = pa.Table.from_pylist(batch.quarantine, schema=index.QUARANTINE_SCHEMA)
+    table = index_table.to_table(records, taxonomy)
+    quarantine = pa.Table.from_pylist(batch.quarantine, schema=index_table.QUARANTINE_SCHEMA)
     report = IngestReport(
         source, Path(out), batch.read, len(records), batch.reasons, harmonizer.defaulted, notes
     )
-    index.write_source(out, source, table, quarantine, _report_json(report, root, config, taxonomy))
+    index_table.write_source(out, source, table, quarantine, _report_json(report, root, config, taxonomy))
     return report
 
 
@@ -177,7 +177,7 @@ class _Batch:
             image_root=str(self.root),
             image_path=row.image_path,
             split=row.split,
-            sample_hash=index.sample_hash(self.source, row.source_id),
+            sample_hash=index_table.sample_hash(self.source, row.source_id),
             where=row.where,
         )
         return record
@@ -248,7 +248,7 @@ def _split(official: Any, patient_key: str, fractions: tuple[float, float, float
     weights = [f for s, f in zip(SPLITS, fractions, strict=True) if s in allowed]
     names = [s for s in SPLITS if s in allowed]
     total = sum(weights) or 1.0
-    u, acc = index.unit_hash(f"split\x00{patient_key}") * total, 0.0
+    u, acc = index_table.unit_hash(f"split\x00{patient_key}") * total, 0.0
     for name, weight in zip(names, weights, strict=True):
         acc += weight
         if u < acc:

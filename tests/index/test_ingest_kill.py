@@ -13,7 +13,7 @@ import pytest
 from source_files import phantom_row, write_phantom_source
 from synthfair.errors import SynthfairError
 from synthfair.index import read_index
-from synthfair.ingest import ingest
+from synthfair.index.ingest import ingest
 
 KILL_BEFORE_RENAME = textwrap.dedent(
     """
@@ -28,7 +28,7 @@ KILL_BEFORE_RENAME = textwrap.dedent(
         real(src, dst)
     fileio.os = type("os", (), {**{k: getattr(os, k) for k in dir(os) if not k.startswith("__")},
                                 "replace": staticmethod(replace)})
-    from synthfair.ingest import ingest
+    from synthfair.index.ingest import ingest
     ingest("phantom", sys.argv[2], sys.argv[3])
     print("finished", calls[0])
     """

@@ -7,8 +7,8 @@ import pytest
 from source_files import phantom_row, write_phantom_source
 from synthfair.errors import SynthfairError
 from synthfair.images.resize import fit_image
-from synthfair.ingest import ingest
-from synthfair.preprocess import PreprocessConfig, iter_cache, preprocess
+from synthfair.index.ingest import ingest
+from synthfair.index.preprocess import PreprocessConfig, iter_cache, preprocess
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 from source_files import phantom_row, write_phantom_source
 from synthfair.index import read_index
-from synthfair.index_stats import MISSING, NO_FINDING, index_stats
-from synthfair.ingest import ingest
+from synthfair.index.ingest import ingest
+from synthfair.index.stats import MISSING, NO_FINDING, index_stats
 
 
 def _index(tmp_path, rows):

@@ -3,7 +3,7 @@ import pytest
 from source_files import phantom_row, write_phantom_source
 from synthfair import index
 from synthfair.errors import SynthfairError
-from synthfair.ingest import ingest
+from synthfair.index.ingest import ingest
 from synthfair.taxonomy import load_taxonomy
 
 
