@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from source_files import phantom_row, write_phantom_source
-from synthfair.index import ingest as ingest_module
 from synthfair.errors import SynthfairError
+from synthfair.index import ingest as ingest_module
 from synthfair.index import read_index, read_quarantine
 from synthfair.index.ingest import IngestConfig, ingest
 from synthfair.sources.harmonize import FindingsPolicy
