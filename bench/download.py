@@ -5,9 +5,12 @@ with `synthfair.release.serve` (the byte-range server) and times, each into an e
 
 1. ``download(url, dest, workers=1)`` and ``workers=4`` (streamed GETs, sha256 of every shard, fsync, rename);
 2. ``curl -s -o`` per file, one after the other, and ``curl --parallel`` (4 at a time) when curl has it;
-3. resuming shards that are half there (HTTP range requests for the second half).
+3. resuming shards that are half there (HTTP range requests for the second half);
+4. end to end, as a user runs them, side by side and ``--repeats`` times each (medians, and their ratio):
+   the ``synthfair download URL --dest DIR`` command against its peer, ``curl`` fetching every file the
+   release lists (4 in parallel) followed by ``sha256sum -c SHA256SUMS`` (the check synthfair does).
 
-    python bench/download.py [--shards 20] [--size-mb 50]
+    python bench/download.py [--shards 20] [--size-mb 50] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +34,7 @@ import fsspec
 from synthfair.release import download, serve
 
 BLOCK = 8 << 20
+PARALLEL = "--parallel" in subprocess.run(["curl", "--help", "all"], capture_output=True, text=True).stdout
 
 
 def make_release(root: Path, shards: int, size: int) -> int:
@@ -78,6 +83,46 @@ def curl_has_parallel() -> bool:
     return "--parallel" in done.stdout
 
 
+def synthfair_command(url: str, dest: Path) -> None:
+    command = [sys.executable, "-m", "synthfair", "download", url, "--dest", str(dest), "--workers", "4"]
+    subprocess.run(command, check=True, capture_output=True)
+
+
+def curl_and_sha256sum(url: str, files: list[str], dest: Path) -> None:
+    """The peer: every file the release lists (curl, 4 at a time), then ``sha256sum -c`` over them all."""
+    names = ["manifest.json", "SHA256SUMS", *files]
+    args = ["curl", "-s", "-f", "--create-dirs"] + (["--parallel", "--parallel-max", "4"] if PARALLEL else [])
+    for name in names:
+        args += ["-o", str(dest / name), f"{url}/{name}"]
+    subprocess.run(args, check=True, stderr=subprocess.DEVNULL)
+    subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=dest, check=True)
+
+
+def end_to_end(url: str, files: list[str], tmp: Path, nbytes: int, repeats: int) -> None:
+    """The command and its peer, alternating, ``repeats`` times each into an empty directory."""
+    times: dict[str, list[float]] = {"synthfair download": [], "curl + sha256sum -c": []}
+    runs = {
+        "synthfair download": lambda d: synthfair_command(url, d),
+        "curl + sha256sum -c": lambda d: curl_and_sha256sum(url, files, d),
+    }
+    for _ in range(repeats):
+        for label, run in runs.items():
+            dest = tmp / "dest-e2e"
+            start = time.perf_counter()
+            run(dest)
+            times[label].append(time.perf_counter() - start)
+            shutil.rmtree(dest)
+    print(f"end to end, {repeats} runs each, alternating (median, min-max):")
+    for label, seconds in times.items():
+        median = statistics.median(seconds)
+        print(
+            f"  {label:<24} {median:6.2f} s ({min(seconds):.2f}-{max(seconds):.2f})  "
+            f"{nbytes / 1e6 / median:8.1f} MB/s"
+        )
+    ratio = statistics.median(times["curl + sha256sum -c"]) / statistics.median(times["synthfair download"])
+    print(f"  synthfair download speed relative to curl + sha256sum -c: {ratio:.2f}x")
+
+
 def half_done(release: Path, dest: Path, files: list[str]) -> None:
     """A first, interrupted run: every shard half downloaded (``.part``), the metadata already there."""
     (dest / "shards").mkdir(parents=True)
@@ -90,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=int, default=20)
     parser.add_argument("--size-mb", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
     curl = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split()[:2]
@@ -122,6 +168,8 @@ def main() -> None:
             )
             ranged = sum(s.sent for s in server.wait_idle() if s.status == 206)
             print(f"  (range requests served {ranged / 1e6:.0f} MB for the missing halves)")
+            shutil.rmtree(dest)
+            end_to_end(server.url, files, tmp, nbytes, args.repeats)
     sys.stdout.flush()
 
 

@@ -4,6 +4,10 @@ Both draw the same four-knob spec (group share, per-group prevalence, spurious d
 noise) from the same file; each runs in a fresh process, so its peak memory is its own. Printed: seconds to
 read + sample, peak resident memory, and how close each gets to the targets.
 
+Then end to end, as a user runs them, side by side and alternating (medians and their ratio): the command
+``synthfair sample RELEASE --spec bias.yaml --out subset/ --no-baseline`` against its peer, a plain pandas
+script that reads the same file, draws the same spec (`naive_sample`) and writes the subset as Parquet.
+
     python bench/sample.py [--families 143000] [--repeats 3]
 """
 
@@ -14,6 +18,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,13 +40,33 @@ SPEC = {
 }
 
 
+COLUMNS = [
+    "key",
+    "family",
+    "kind",
+    "shard",
+    "sample_hash",
+    "split",
+    "patient",
+    "sex",
+    "race",
+    "device",
+    "findings.cardiomegaly",
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", type=int, default=143_000)  # x ~7 members = ~1M rows
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--method", choices=("synthfair", "pandas"), help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
+    parser.add_argument("--peer-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peer_out:  # the pandas peer, end to end: read, draw, write
+        frame = pd.read_parquet(args.file, columns=COLUMNS)
+        naive_sample(frame, SPEC).to_parquet(args.peer_out)
+        return
     if args.method:
         print(json.dumps(_run(args.method, Path(args.file), args.repeats)))
         return
@@ -80,6 +105,48 @@ def main() -> None:
                 f"{r['share']:.4f} (target 0.05), prevalence {r['prevalence']:.3f} (0.6), device strength "
                 f"{r['strength']:.3f} (0.9); one member per family: {r['one_per_family']}"
             )
+        end_to_end(path, args.repeats)
+
+
+def end_to_end(path: Path, repeats: int) -> None:
+    """`synthfair sample` and the pandas peer as commands, alternating, ``repeats`` times each."""
+    import yaml
+
+    spec = path.parent / "bias.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    commands = {
+        "synthfair sample": [
+            sys.executable,
+            "-m",
+            "synthfair",
+            "sample",
+            str(path.parent),
+            "--spec",
+            str(spec),
+            "--out",
+            str(path.parent / "subset"),
+            "--no-baseline",
+        ],
+        "pandas peer": [
+            sys.executable,
+            __file__,
+            "--file",
+            str(path),
+            "--peer-out",
+            str(path.parent / "peer.parquet"),
+        ],
+    }
+    times: dict[str, list[float]] = {label: [] for label in commands}
+    for _ in range(repeats):
+        for label, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            times[label].append(time.perf_counter() - start)
+    print(f"end to end, {repeats} runs each, alternating (median, min-max):")
+    for label, seconds in times.items():
+        print(f"  {label:<17} {statistics.median(seconds):6.2f} s ({min(seconds):.2f}-{max(seconds):.2f})")
+    ratio = statistics.median(times["pandas peer"]) / statistics.median(times["synthfair sample"])
+    print(f"  synthfair sample is {ratio:.2f}x as fast as the pandas peer")
 
 
 def _run(method: str, path: Path, repeats: int) -> dict:
@@ -90,19 +157,7 @@ def _run(method: str, path: Path, repeats: int) -> dict:
     taxonomy = load_taxonomy()
     _reset_peak()
     base = _peak_mb()
-    columns = [
-        "key",
-        "family",
-        "kind",
-        "shard",
-        "sample_hash",
-        "split",
-        "patient",
-        "sex",
-        "race",
-        "device",
-        "findings.cardiomegaly",
-    ]
+    columns = COLUMNS
     spec = bias_spec_from_dict(SPEC)
     reads, samples = [], []
     for _ in range(repeats):

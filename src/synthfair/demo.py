@@ -1,10 +1,11 @@
 """`synthfair demo`: the whole pipeline as it stands, on the built-in phantom, in minutes on a laptop CPU.
 
-Stages so far: (1) render a phantom source, (2) a counterfactual grid, (3) ingest the source into a
-harmonized index, (4) preprocess the index into training-ready WebDataset shards, (5) [with train] retrain
-phantom-64, (6) the model's counterfactuals against the phantom's exact ones, (7) plan, generate and
-finalize a small release (WebDataset shards, manifest, SHA256SUMS, samples.parquet, dataset card), (8) a
-short report of what was made. Later stages join as they land.
+The demo is its list of stages, `STAGES`, run in order, each timed and each adding its section to
+``report.md``: render a phantom source and a counterfactual grid; ingest it into a harmonized index and
+preprocess it into training shards; re-render the model's training subjects (or, with ``train``, retrain
+phantom-64 on them); compare the model's counterfactuals with the phantom's exact ones; plan, generate and
+finalize a release and judge its soundness; make an exact study release, a biased subset and its baseline;
+run a fairness study on it; and measure the study's fidelity on the model's release of the same plan.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
 
+from synthfair import reportkit as kit
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig
 from synthfair.data import subset_pipeline
 from synthfair.environment import usable_cpus
@@ -204,70 +207,14 @@ def run_demo(
         report=out / "report.md",
         seconds=_Timings(on_stage),
     )
-    t = time.perf_counter()
-    write_source(
-        result.source,
-        n=config.n,
-        size=config.size,
-        seed=config.seed,
-        workers=config.workers or usable_cpus(),
-        config=phantom_config,
-        on_image=on_image,
-    )
-    result.seconds["phantom source"] = time.perf_counter() - t
-    t = time.perf_counter()
-    phantom = Phantom(phantom_config)
-    render_grid(phantom, phantom.sample_subjects(config.grid_rows, config.seed), size=config.grid_size).save(
-        result.grid
-    )
-    result.seconds["counterfactual grid"] = time.perf_counter() - t
-    t = time.perf_counter()
-    ingest("phantom", result.source, result.index)
-    result.seconds["ingest"] = time.perf_counter() - t
-    t = time.perf_counter()
-    cache_config = PreprocessConfig(size=config.cache_size, workers=config.workers or usable_cpus())
-    preprocess(result.index, result.cache, cache_config)
-    result.seconds["preprocess"] = time.perf_counter() - t
-    t = time.perf_counter()
-    train_n = config.train_n if config.train else config.privacy_n
-    result.train_cache = _training_cache(result, config, phantom_config, on_image, train_n)
-    result.seconds["training subjects (re-)rendered"] = time.perf_counter() - t
-    if config.train:
-        t = time.perf_counter()
-        train_config = load_train_config(pretrained_path("phantom-64") / TRAIN_CONFIG)
-        train(train_config, result.train_cache, result.model, resume="latest")
-        result.seconds["train phantom-64"] = time.perf_counter() - t
-    t = time.perf_counter()
-    engine = CounterfactualEngine.load(result.model, _engine(result, config))
-    subjects = phantom.sample_subjects(config.truth_subjects, config.seed)
-    comparison = compare_with_truth(engine, phantom, subjects, draws=config.truth_draws)
-    comparison.grid(rows=config.truth_subjects).save(result.truth_grid)
-    result.seconds["model counterfactuals vs truth"] = time.perf_counter() - t
-    t = time.perf_counter()
-    release = _release(result, config)
-    result.seconds["plan, generate, finalize"] = time.perf_counter() - t
-    t = time.perf_counter()
-    soundness = _evaluate(result, config, phantom_config, on_image)
-    result.seconds["oracles, soundness report"] = time.perf_counter() - t
-    t = time.perf_counter()
-    subset = _bias_subset(result, config)
-    result.seconds["exact study release, biased subset, baseline"] = time.perf_counter() - t
-    study = ""
-    if config.study:
-        t = time.perf_counter()
-        study = _study(result, config)
-        result.seconds[f"fairness study ({len(config.study_strengths)} cells)"] = time.perf_counter() - t
-        t = time.perf_counter()
-        study += _fidelity(result, config)
-        result.seconds["model release of the study plan, study fidelity"] = time.perf_counter() - t
-    result.report.write_text(
-        _report(phantom, result, config)
-        + _truth_section(result, comparison, config)
-        + release
-        + soundness
-        + subset
-        + study
-    )
+    run = _Run(config, result, phantom_config, Phantom(phantom_config), on_image)
+    sections = []
+    for stage in STAGES:
+        if stage.when(config):
+            start = time.perf_counter()
+            sections.append(stage.run(run))
+            result.seconds[stage.name] = time.perf_counter() - start
+    result.report.write_text(_report(run.phantom, result, config) + "".join(sections))
     return result
 
 
@@ -334,6 +281,107 @@ def _headline(metrics: dict) -> str:
         if metrics.get(key) is not None:
             return f"{key} {metrics[key]:.2f}"
     return "not scored"
+
+
+@dataclass
+class _Run:
+    """What the demo's stages share: its settings, its outputs, and what earlier stages made."""
+
+    config: DemoConfig
+    result: DemoResult
+    phantom_config: PhantomConfig
+    phantom: Phantom
+    on_image: Callable[[], None] | None
+    comparison: Any = None  # the model's counterfactuals against the truth
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the demo: its name (in the timings), what it does (returning its section of the report,
+    Markdown, or ""), and whether a config runs it."""
+
+    name: str
+    run: Callable[[_Run], str]
+    when: Callable[[DemoConfig], bool] = lambda config: True
+
+
+def _phantom_source(run: _Run) -> str:
+    c = run.config
+    workers = c.workers or usable_cpus()
+    write_source(
+        run.result.source,
+        n=c.n,
+        size=c.size,
+        seed=c.seed,
+        workers=workers,
+        config=run.phantom_config,
+        on_image=run.on_image,
+    )
+    return ""
+
+
+def _grid(run: _Run) -> str:
+    subjects = run.phantom.sample_subjects(run.config.grid_rows, run.config.seed)
+    render_grid(run.phantom, subjects, size=run.config.grid_size).save(run.result.grid)
+    return ""
+
+
+def _ingest(run: _Run) -> str:
+    ingest("phantom", run.result.source, run.result.index)
+    return ""
+
+
+def _preprocess(run: _Run) -> str:
+    workers = run.config.workers or usable_cpus()
+    preprocess(
+        run.result.index, run.result.cache, PreprocessConfig(size=run.config.cache_size, workers=workers)
+    )
+    return ""
+
+
+def _training_subjects(run: _Run) -> str:
+    c = run.config
+    n = c.train_n if c.train else c.privacy_n
+    run.result.train_cache = _training_cache(run.result, c, run.phantom_config, run.on_image, n)
+    return ""
+
+
+def _train(run: _Run) -> str:
+    train_config = load_train_config(pretrained_path("phantom-64") / TRAIN_CONFIG)
+    train(train_config, run.result.train_cache, run.result.model, resume="latest")
+    return ""
+
+
+def _truth(run: _Run) -> str:
+    c, result = run.config, run.result
+    engine = CounterfactualEngine.load(result.model, _engine(result, c))
+    subjects = run.phantom.sample_subjects(c.truth_subjects, c.seed)
+    run.comparison = compare_with_truth(engine, run.phantom, subjects, draws=c.truth_draws)
+    run.comparison.grid(rows=c.truth_subjects).save(result.truth_grid)
+    return _truth_section(result, run.comparison, c)
+
+
+STAGES = (
+    Stage("phantom source", _phantom_source),
+    Stage("counterfactual grid", _grid),
+    Stage("ingest", _ingest),
+    Stage("preprocess", _preprocess),
+    Stage("training subjects (re-)rendered", _training_subjects),
+    Stage("train phantom-64", _train, when=lambda config: config.train),
+    Stage("model counterfactuals vs truth", _truth),
+    Stage("plan, generate, finalize", lambda run: _release(run.result, run.config)),
+    Stage(
+        "oracles, soundness report",
+        lambda run: _evaluate(run.result, run.config, run.phantom_config, run.on_image),
+    ),
+    Stage("exact study release, biased subset, baseline", lambda run: _bias_subset(run.result, run.config)),
+    Stage("fairness study", lambda run: _study(run.result, run.config), when=lambda config: config.study),
+    Stage(
+        "model release of the study plan, study fidelity",
+        lambda run: _fidelity(run.result, run.config),
+        when=lambda config: config.study,
+    ),
+)
 
 
 def _release(result: DemoResult, config: DemoConfig) -> str:
@@ -410,7 +458,7 @@ def _bias_subset(result: DemoResult, config: DemoConfig) -> str:
                 f"{corr['p_value_given_target_0']:.2f}",
                 f"{corr['achieved_strength']:+.2f} ({corr['target_strength']:+.2f})",
             ]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(kit.markdown_row(cells))
     lines += [
         "",
         f"Streamed back with `synthfair.data.subset_pipeline('{result.subset}', split='train')`: {streamed} "
@@ -462,7 +510,7 @@ def _study(result: DemoResult, config: DemoConfig) -> str:
             f"{_f(flips.get('mean_change'))} ({_f(flips.get('flip_rate'))})",
             f"{_f((causal.get('tv') or {}).get('value'))} ({_f((causal.get('ctf_de') or {}).get('value'))})",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(kit.markdown_row(cells))
     lines += [
         "",
         "Without bias the classifier learns the finding; as the correlation rises it trades the finding for "
@@ -493,7 +541,7 @@ def _fidelity(result: DemoResult, config: DemoConfig) -> str:
         f"exact release -> `{result.fidelity / 'report.html'}` (`results.json` key `fidelity`). Per cell, "
         "truth / model and model minus truth with its 95% interval:",
         "",
-        "| correlation strength | " + " | ".join(FIDELITY_METRICS) + " |",
+        kit.markdown_row(["correlation strength", *FIDELITY_METRICS]),
         "|---|" + "---|" * len(FIDELITY_METRICS),
     ]
     for record in study.fidelity["by_cell"]:
@@ -501,7 +549,7 @@ def _fidelity(result: DemoResult, config: DemoConfig) -> str:
         for name in FIDELITY_METRICS:
             d = record["metrics"].get(name)
             cells.append("n/a" if d is None else f"{_f(d['truth'])} / {_f(d['model'])}: {_interval(d)}")
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(kit.markdown_row(cells))
     lines.append("")
     return "\n".join(lines)
 
@@ -579,16 +627,10 @@ def _truth_section(result: DemoResult, comparison, config: DemoConfig) -> str:
         "are what the factual image lets any model reach: where a finding appears and how severe it is are "
         "not in the factual image (docs/evaluation.md).",
         "",
-        *_markdown_table(table.round(4)),
+        *kit.markdown_table(table.round(4)),
         "",
     ]
     return "\n".join(lines)
-
-
-def _markdown_table(frame: pd.DataFrame) -> list[str]:
-    head = [str(frame.index.name or ""), *map(str, frame.columns)]
-    rows = [[str(i), *(f"{v:g}" for v in row)] for i, row in zip(frame.index, frame.to_numpy(), strict=True)]
-    return ["| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head), *rows]]
 
 
 def _report(phantom: Phantom, result: DemoResult, config: DemoConfig) -> str:
@@ -628,7 +670,7 @@ def _report(phantom: Phantom, result: DemoResult, config: DemoConfig) -> str:
             f"{share[~sick].mean():.0%} without ({int(sick.sum())} / {int((~sick).sum())} subjects)"
         )
     by_site = pd.crosstab(meta[phantom.taxonomy.parents(r.race)[0]], meta[r.race], normalize="index")
-    lines += ["- race mix by site:", "", *_markdown_table(by_site.round(2)), ""]
+    lines += ["- race mix by site:", "", *kit.markdown_table(by_site.round(2)), ""]
     lines += _index_section(result)
     lines += ["## Timing", ""] + [f"- {k}: {v:.1f} s" for k, v in result.seconds.items()]
     return "\n".join(lines) + "\n"
@@ -650,4 +692,4 @@ def _index_section(result: DemoResult) -> list[str]:
     smallest = inter[inter["n"] > 0].nsmallest(5, "n")
     smallest.index = [" x ".join(map(str, row)) for row in smallest[list(stats.axes)].itertuples(index=False)]
     smallest = smallest[["n"]].rename_axis(" x ".join(stats.axes))
-    return lines + _markdown_table(smallest) + [""]
+    return lines + kit.markdown_table(smallest) + [""]

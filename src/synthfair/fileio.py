@@ -6,8 +6,10 @@ import hashlib
 import json
 import math
 import os
+import queue
 import re
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -100,22 +102,68 @@ def sha256_file(path: str | Path) -> str:
 
 
 class HashingWriter:
-    """A write-only file that hashes what passes through it: a shard's digests without reading it back."""
+    """A write-only file that hashes what passes through it: a shard's digests without reading it back.
 
-    def __init__(self, f: BinaryIO, *algorithms: str):
+    Hashing runs beside the writer, one thread per algorithm on blocks of ``block`` bytes (hashlib releases
+    the GIL on large buffers), so it costs the writer little more than a copy. `hexdigests` (or leaving the
+    ``with`` block) waits for the threads; use it as a context manager so that they end on errors too.
+    """
+
+    def __init__(self, f: BinaryIO, *algorithms: str, block: int = HASH_BLOCK):
         self.f = f
-        self.digests = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}
+        self.block = block
+        self._pending = bytearray()
+        self._digests = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}
+        self._queues: dict[str, queue.Queue] = {name: queue.Queue(maxsize=8) for name in algorithms}
+        self._threads = [
+            threading.Thread(target=self._hash, args=(name,), daemon=True) for name in algorithms
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._hexdigests: dict[str, str] | None = None
 
     def write(self, data: bytes) -> int:
-        for digest in self.digests.values():
-            digest.update(data)
-        return self.f.write(data)
+        n = self.f.write(data)
+        self._pending += data
+        if len(self._pending) >= self.block:
+            self._submit()
+        return n
 
     def flush(self) -> None:
         self.f.flush()
 
     def hexdigests(self) -> dict[str, str]:
-        return {name: digest.hexdigest() for name, digest in self.digests.items()}
+        """The digests of everything written (waits for the hashing threads; no writes after it)."""
+        if self._hexdigests is None:
+            self._submit()
+            self._stop()
+            self._hexdigests = {name: digest.hexdigest() for name, digest in self._digests.items()}
+        return self._hexdigests
+
+    def __enter__(self) -> HashingWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop()
+
+    def _submit(self) -> None:
+        if self._pending:
+            block = bytes(self._pending)
+            self._pending.clear()
+            for q in self._queues.values():
+                q.put(block)
+
+    def _stop(self) -> None:
+        if any(thread.is_alive() for thread in self._threads):
+            for q in self._queues.values():
+                q.put(None)
+            for thread in self._threads:
+                thread.join()
+
+    def _hash(self, name: str) -> None:
+        digest, q = self._digests[name], self._queues[name]
+        while (block := q.get()) is not None:
+            digest.update(block)
 
 
 def file_digests(path: str | Path, *algorithms: str) -> dict[str, str]:

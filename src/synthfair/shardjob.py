@@ -100,13 +100,13 @@ def write_shard(
     digests: dict[str, str] = {}
 
     def write(f) -> None:
-        hashed = HashingWriter(f, "sha256", "md5")
-        with wds.TarWriter(hashed, mtime=TAR_MTIME, encoder=False) as writer:
-            for status, sample in samples:
-                if sample is not None:
-                    writer.write(sample)
-                statuses.append(status)
-        digests.update(hashed.hexdigests())
+        with HashingWriter(f, "sha256", "md5") as hashed:
+            with wds.TarWriter(hashed, mtime=TAR_MTIME, encoder=False) as writer:
+                for status, sample in samples:
+                    if sample is not None:
+                        writer.write(sample)
+                    statuses.append(status)
+            digests.update(hashed.hexdigests())
 
     atomic_write(tar, write)
     table = pa.Table.from_pylist(statuses, schema=status_schema)

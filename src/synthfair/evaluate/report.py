@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
+from synthfair import reportkit as kit
 from synthfair.evaluate.samples import ReleaseSamples
-from synthfair.fileio import atomic_write
 
 EXAMPLES_PER_INTERVENTION = 4
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
-th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
-.grid { display: flex; flex-wrap: wrap; gap: 12px; } .cell { text-align: center; font-size: 0.75em; }
-img { image-rendering: pixelated; } .note { color: #a60; }
-"""
 
 
 def _independence(record: dict[str, Any]) -> str:
@@ -53,7 +42,7 @@ def write_report(
         f"{' x '.join(metrics['subgroup_axes'])}. Intervals: 95% bootstrap. Every number is also in "
         "<code>metrics.json</code>.</p>",
         "<h2>Pseudo-oracles (held-out scores; effectiveness cannot exceed them)</h2>",
-        _table(pd.DataFrame([{"covariate": k, **_flat(v)} for k, v in metrics["oracles"].items()])),
+        kit.table(pd.DataFrame([{"covariate": k, **_flat(v)} for k, v in metrics["oracles"].items()])),
         _independence(metrics.get("oracle_independence") or {}),
     ]
     parts += _section(
@@ -65,7 +54,7 @@ def write_report(
     if metrics["effectiveness"].get("auc"):
         parts += [
             "<h3>AUC over all counterfactuals of a covariate</h3>",
-            _table(pd.DataFrame(metrics["effectiveness"]["auc"])),
+            kit.table(pd.DataFrame(metrics["effectiveness"]["auc"])),
         ]
     parts += _section(
         "Amplification: covariates that were not intervened on should not move",
@@ -88,20 +77,18 @@ def write_report(
         parts += _generator(name, metrics[name])
     parts += _grids(samples)
     parts += _worst(samples, tables)
-    head = f"<meta charset='utf-8'><title>SynthFair soundness</title><style>{STYLE}</style>"
-    text = f"<!doctype html><html><head>{head}</head><body>{''.join(parts)}</body></html>"
-    atomic_write(path, lambda f: f.write(text.encode()))
+    kit.write_page(path, "SynthFair soundness", parts)
 
 
 def _section(title: str, block: dict[str, Any], explanation: str, summary=None) -> list[str]:
     out = [f"<h2>{html.escape(title)}</h2>"]
     if "note" in block:
-        return [*out, f"<p class='note'>{html.escape(block['note'])}</p>"]
+        return [*out, kit.note(block["note"])]
     out.append(f"<p>{html.escape(explanation)}</p>")
     if summary is not None:
         out += summary(block)
-    out += ["<h3>By intervention</h3>", *map(_table, _by_metric(pd.DataFrame(block["by_intervention"])))]
-    out += ["<h3>By subgroup</h3>", *map(_table, _by_metric(pd.DataFrame(block["by_subgroup"])))]
+    out += ["<h3>By intervention</h3>", *map(kit.table, _by_metric(pd.DataFrame(block["by_intervention"])))]
+    out += ["<h3>By subgroup</h3>", *map(kit.table, _by_metric(pd.DataFrame(block["by_subgroup"])))]
     return out
 
 
@@ -114,7 +101,7 @@ def _amplification_matrix(block: dict[str, Any]) -> list[str]:
     matrix = matrix.rename(columns={"age": "age (years)"}).rename_axis(columns=None)
     return [
         "<h3>At a glance: mean abs_delta per intervention (rows) and covariate (columns)</h3>",
-        _table(matrix.reset_index()),
+        kit.table(matrix.reset_index()),
     ]
 
 
@@ -129,21 +116,21 @@ def _by_metric(frame: pd.DataFrame) -> list[pd.DataFrame]:
 def _realism(block: dict[str, Any]) -> list[str]:
     out = ["<h2>Realism: factual vs counterfactual images in the oracles' feature space</h2>"]
     if "note" in block:
-        return [*out, f"<p class='note'>{html.escape(block['note'])}</p>"]
+        return [*out, kit.note(block["note"])]
     out.append(
         f"<p>FID {block['fid']:.4f} (on {block['feature_components']} principal components), KID "
         f"{block['kid']:.5f}; {block['factual']} factual and {block['counterfactual']} counterfactual "
         "images. KID is unbiased at small n; FID is not.</p>"
     )
     if block["by_subgroup"]:
-        out.append(_table(pd.DataFrame(block["by_subgroup"])))
+        out.append(kit.table(pd.DataFrame(block["by_subgroup"])))
     return out
 
 
 def _privacy(block: dict[str, Any], pairs) -> list[str]:
     out = ["<h2>Privacy: nearest training image of each generated image</h2>"]
     if "note" in block:
-        return [*out, f"<p class='note'>{html.escape(block['note'])}</p>"]
+        return [*out, kit.note(block["note"])]
     out.append(
         f"<p>{block['generated']} generated images against {block['train_images']} training images: "
         f"{block['memorized_share']:.1%} are closer to a training image than the training set's own "
@@ -162,10 +149,10 @@ def _generator(name: str, block: dict[str, Any]) -> list[str]:
     }[name]
     out = [f"<h2>{title}</h2>"]
     if "note" in block:
-        return [*out, f"<p class='note'>{html.escape(block['note'])}</p>"]
+        return [*out, kit.note(block["note"])]
     for key, rows in block.items():
         if isinstance(rows, list):
-            out += [f"<h3>{html.escape(key.replace('_', ' '))}</h3>", _table(pd.DataFrame(rows))]
+            out += [f"<h3>{html.escape(key.replace('_', ' '))}</h3>", kit.table(pd.DataFrame(rows))]
     return out
 
 
@@ -225,38 +212,11 @@ def _worst(samples: ReleaseSamples, tables: dict[str, pd.DataFrame]) -> list[str
 
 def _cell(images: Sequence[np.ndarray], caption: str) -> str:
     strip = np.concatenate([np.clip(im, 0, 1) for im in images], axis=1)
-    return f"<div class='cell'><img src='{_png(strip)}'><br>{html.escape(caption)}</div>"
-
-
-def _png(image: np.ndarray, scale: int = 2) -> str:
-    picture = Image.fromarray((image * 255).round().astype(np.uint8))
-    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    buf = io.BytesIO()
-    picture.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return f"<div class='cell'><img class='pixels' src='{kit.pixels(strip)}'><br>{html.escape(caption)}</div>"
 
 
 def _difference(a: np.ndarray, b: np.ndarray, gain: float = 4.0) -> np.ndarray:
     return np.clip(0.5 + gain * (a - b), 0, 1)
-
-
-def _table(frame: pd.DataFrame) -> str:
-    if frame.empty:
-        return "<p class='note'>nothing to show</p>"
-    frame = _compact(frame)
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, escape=True)
-
-
-def _compact(frame: pd.DataFrame) -> pd.DataFrame:
-    """``x``, ``x_lo``, ``x_hi`` -> one column ``x [95% CI]`` as text; columns empty in every row dropped."""
-    frame = frame.dropna(axis=1, how="all").copy()
-    for column in [c for c in frame.columns if f"{c}_lo" in frame and f"{c}_hi" in frame]:
-        lo, hi = frame.pop(f"{column}_lo"), frame.pop(f"{column}_hi")
-        frame[column] = [
-            "" if pd.isna(v) else f"{v:.4g} [{a:.4g}, {b:.4g}]"
-            for v, a, b in zip(frame[column], lo, hi, strict=True)
-        ]
-    return frame
 
 
 def _flat(metrics: dict[str, Any]) -> dict[str, Any]:

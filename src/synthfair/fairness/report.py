@@ -6,7 +6,6 @@ matched baselines dashed; bars are 95% bootstrap intervals (first seed).
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
@@ -19,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from synthfair.fileio import atomic_write  # noqa: E402
+from synthfair import reportkit as kit  # noqa: E402
 
 GROUP_METRICS = ("selection_rate", "tpr", "fpr", "auroc", "accuracy", "f1", "underdiagnosis_rate")
 AGGREGATES = (
@@ -29,11 +28,6 @@ AGGREGATES = (
     "demographic_parity_difference",
     "worst_group_accuracy",
     "accuracy_gap",
-)
-STYLE = (
-    "body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
-    "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
-    "img{max-width:100%}.note{color:#666}"
 )
 
 
@@ -83,7 +77,7 @@ def write_study_report(
             "<h2>Causal decomposition of the disparity in predictions</h2>",
             "<p>TV = Ctf-DE − Ctf-IE − Ctf-SE (Plecko & Bareinboim): direct, indirect (through "
             "mediators) and spurious (through confounders) parts.</p>",
-            _table(causal),
+            kit.table(causal),
         ]
     rebalanced = _rebalance_frame(results, knob)
     if not rebalanced.empty:
@@ -94,16 +88,12 @@ def write_study_report(
             "(MCRAGE idea); exact = the phantom's exact counterfactual members. Every method trains "
             "on the same number of samples per epoch, and generated members carry the group's label "
             "noise. Test split: per group, 95% bootstrap intervals.</p>",
-            _table(rebalanced),
+            kit.table(rebalanced),
         ]
     if fidelity is not None:
         parts += _fidelity(fidelity)
-    parts += ["<h2>All cells</h2>", _table(_overview(results))]
-    text = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>SynthFair study</title><style>{STYLE}"
-        f"</style></head><body>{''.join(parts)}</body></html>"
-    )
-    atomic_write(path, lambda f: f.write(text.encode()))
+    parts += ["<h2>All cells</h2>", kit.table(_overview(results))]
+    kit.write_page(path, "SynthFair study", parts)
 
 
 def _x(result: dict[str, Any], knob: str | None) -> Any:
@@ -196,8 +186,8 @@ def _fidelity(fidelity: dict[str, Any]) -> list[str]:
         "same samples. Difference = model − truth, with a 95% interval (conservative: the two runs' "
         "bootstrap intervals taken as independent). Differences near 0 mean a study on the model's release "
         "reaches the conclusions it would reach on the truth.</p>",
-        _table(summary),
-        _table(pd.DataFrame(rows)),
+        kit.table(summary),
+        kit.table(pd.DataFrame(rows)),
     ]
 
 
@@ -287,15 +277,8 @@ def _plot(frame: pd.DataFrame, metric: str, x_label: str, by: str | None, save: 
     if save is not None:
         (save / f"{metric}.png").write_bytes(buffer.getvalue())
     plt.close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode()
-    return f"<img alt='{html.escape(metric)}' src='data:image/png;base64,{data}'>"
+    return kit.image(buffer.getvalue(), metric)
 
 
 def _numeric(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values)
-
-
-def _table(frame: pd.DataFrame) -> str:
-    if frame.empty:
-        return "<p class='note'>nothing to show</p>"
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)

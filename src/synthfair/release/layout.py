@@ -85,4 +85,4 @@ def shard_reader(release: str | Path):
             "finish it with `synthfair generate` (same arguments)",
         )
     stats = [json.loads(stats_path(release, s).read_text()) for s in range(n)]
-    return ShardReader([(tar_path(release, s), stats[s]["nsamples"]) for s in range(n)])
+    return ShardReader([(tar_path(release, s), stats[s].get("nsamples")) for s in range(n)])

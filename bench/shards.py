@@ -1,0 +1,103 @@
+"""The shard writer against a bare ``webdataset.TarWriter``, as generation and preprocessing use it.
+
+Both write the same encoded samples (16-bit PNG + JSON, already encoded: only the writing is timed) into a
+tar, alternating, ``--repeats`` times each (medians and their ratio):
+
+1. bare: ``webdataset.TarWriter`` on an open file, nothing else;
+2. synthfair: `synthfair.shardjob.write_shard`, everything a resumable shard needs: the tar hashed (sha256,
+   md5) while it is written, under a temporary name, fsynced and renamed; the status Parquet; the stats JSON.
+
+    python bench/shards.py [--samples 2000] [--size 256] [--shards 4] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from synthfair import shardjob
+from synthfair.images.png16 import encode_png16
+
+STATUS = pa.schema([("key", pa.string()), ("status", pa.string())])
+
+
+def encoded_samples(n: int, size: int, seed: int = 0) -> list[dict[str, bytes | str]]:
+    """``n`` WebDataset samples: a smooth random 16-bit PNG (compresses like a radiograph) and a record."""
+    rng = np.random.default_rng(seed)
+    base = rng.random((size // 8, size // 8))
+    out = []
+    for i in range(n):
+        image = np.kron(base, np.ones((8, 8))) * 0.8 + rng.random((size, size)) * 0.05
+        record = {"key": f"k{i:07d}", "kind": "factual", "covariates": {"age": 50.0 + i % 40, "sex": "F"}}
+        out.append({"__key__": f"k{i:07d}", "png": encode_png16(image), "json": json.dumps(record).encode()})
+    return out
+
+
+def bare(out: Path, shards: list[list[dict]]) -> None:
+    import webdataset as wds
+
+    (out / "shards").mkdir(parents=True)
+    for i, samples in enumerate(shards):
+        with open(out / "shards" / f"{i:06d}.tar", "wb") as f, wds.TarWriter(f, encoder=False) as tar:
+            for sample in samples:
+                tar.write(sample)
+
+
+def synthfair_writer(out: Path, shards: list[list[dict]]) -> None:
+    (out / "shards").mkdir(parents=True)
+    for i, samples in enumerate(shards):
+        pairs = (({"key": s["__key__"], "status": "ok"}, s) for s in samples)
+        shardjob.write_shard(out, i, pairs, STATUS, lambda w: {"sha256": w.sha256, "md5": w.md5})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    samples = encoded_samples(args.samples, args.size)
+    nbytes = sum(len(s["png"]) + len(s["json"]) for s in samples)
+    per = -(-len(samples) // args.shards)
+    shards = [samples[i : i + per] for i in range(0, len(samples), per)]
+    print(
+        f"{len(samples)} samples ({args.size}² 16-bit PNG + JSON, {nbytes / 1e6:.0f} MB) "
+        f"in {len(shards)} shards"
+    )
+    runs = {"bare webdataset.TarWriter": bare, "synthfair shard job": synthfair_writer}
+    times: dict[str, list[float]] = {label: [] for label in runs}
+    with tempfile.TemporaryDirectory(prefix="bench-shards-", dir=".") as tmp:
+        for _ in range(args.repeats):
+            for label, run in runs.items():
+                out = Path(tmp) / "out"
+                start = time.perf_counter()
+                run(out, shards)
+                times[label].append(time.perf_counter() - start)
+                shutil.rmtree(out)
+    print(f"{args.repeats} runs each, alternating (median, min-max):")
+    for label, seconds in times.items():
+        median = statistics.median(seconds)
+        print(
+            f"  {label:<26} {median:6.2f} s ({min(seconds):.2f}-{max(seconds):.2f})  "
+            f"{len(samples) / median:8.0f} samples/s  {nbytes / 1e6 / median:6.0f} MB/s"
+        )
+    ratio = statistics.median(times["bare webdataset.TarWriter"]) / statistics.median(
+        times["synthfair shard job"]
+    )
+    print(f"  synthfair's samples/s relative to the bare TarWriter: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
