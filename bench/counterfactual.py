@@ -32,6 +32,7 @@ from sklearn.metrics import roc_auc_score
 
 from synthfair.config import config_to_dict, dataclass_from_dict
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig
+from synthfair.evaluate.independence import check_independence
 from synthfair.evaluate.oracles import Oracles
 from synthfair.evaluate.phantom_truth import (
     ExactCounterfactuals,
@@ -39,6 +40,7 @@ from synthfair.evaluate.phantom_truth import (
     model_counterfactuals,
     score,
 )
+from synthfair.model.diffusion import resolve_model
 from synthfair.phantom.grid import default_interventions
 from synthfair.phantom.simulator import Phantom, PhantomConfig
 from synthfair.pretrained import pretrained_path
@@ -212,8 +214,12 @@ def main() -> None:
     local = lambda c: bool(c) and all(phantom.taxonomy[n].extent == "local" for n in c)  # noqa: E731
     nfe = [config.evaluations(tuple(c), local(c)) for row in exact.changes for c in row if c]
     table = score(exact, model)
-    if args.oracles:
-        table = table.merge(oracle_table(Oracles.load(args.oracles), exact, model), on=["intervention", "n"])
+    independence = None
+    if args.oracles:  # refuses oracles that trained or guided the model (counterfactual fine-tuning)
+        oracles = Oracles.load(args.oracles)
+        independence = check_independence(oracles, resolve_model(model_dir)).as_dict()
+        print(f"oracle independence: {json.dumps(independence)}")
+        table = table.merge(oracle_table(oracles, exact, model), on=["intervention", "n"])
     print(f"\n{args.label or 'model'}: {Path(model_dir).name}, engine {json.dumps(config_to_dict(config))}")
     rate = model.shape[0] * model.shape[1] / seconds
     print(f"{len(nfe)} counterfactuals in {seconds:.0f} s ({rate:.2f}/s with the null ones)")
@@ -231,6 +237,7 @@ def main() -> None:
             "rate": rate,
             "nfe_mean": float(np.mean(nfe)),
             "nfe_max": int(max(nfe)),
+            "oracle_independence": independence,
             "table": table.to_dict("records"),
         }
         with open(args.out, "a") as f:

@@ -189,14 +189,14 @@ def _run(method: str, path: Path, repeats: int) -> dict:
 
 
 def naive_sample(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
-    """What one writes without thinking about scale: string group labels, a cell column built with apply,
-    families hashed with Python, a loop of DataFrame.sample per cell (no cell is scarcity-ordered)."""
+    """A plain, vectorized pandas version (what one writes first): string group and cell labels, a split per
+    family, a loop of DataFrame.sample per cell (no cell is scarcity-ordered, so targets are not exact)."""
     target, corr = spec["target"], spec["correlation"]
     df = frame[frame["kind"].isin(["factual", "counterfactual"])].copy()
     df["group"] = df["sex"].astype(str) + " x " + df["race"].astype(str)
     df["y"] = df[target].astype(int)
     df["c"] = (df[corr["covariate"]] == corr["value"]).astype(int)
-    df["cell"] = df.apply(lambda r: f"{r['group']}|{r['y']}|{r['c']}", axis=1)
+    df["cell"] = df["group"] + "|" + df["y"].astype(str) + "|" + df["c"].astype(str)
     rng = np.random.default_rng(spec["seed"])
     families = df["family"].unique()
     split_of = dict(
