@@ -34,6 +34,7 @@ import fsspec
 from synthfair.release import download, serve
 
 BLOCK = 8 << 20
+METADATA = ("samples.parquet", "shardindex.json", "DATASET_CARD.md")
 PARALLEL = "--parallel" in subprocess.run(["curl", "--help", "all"], capture_output=True, text=True).stdout
 
 
@@ -52,6 +53,10 @@ def make_release(root: Path, shards: int, size: int) -> int:
     manifest = json.dumps({"schema": "synthfair.release/1", "shards": entries}, indent=2).encode()
     (root / "manifest.json").write_bytes(manifest)
     lines = [f"{hashlib.sha256(manifest).hexdigest()}  manifest.json"]
+    for name in METADATA:  # a release's small files, as finalize writes them (contents do not matter here)
+        data = f"{name} of a benchmark release\n".encode()
+        (root / name).write_bytes(data)
+        lines.append(f"{hashlib.sha256(data).hexdigest()}  {name}")
     lines += [f"{e['sha256']}  {e['url']}" for e in entries]
     (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
     return shards * size
@@ -85,12 +90,14 @@ def curl_has_parallel() -> bool:
 
 def synthfair_command(url: str, dest: Path) -> None:
     command = [sys.executable, "-m", "synthfair", "download", url, "--dest", str(dest), "--workers", "4"]
-    subprocess.run(command, check=True, capture_output=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"synthfair download failed: {done.stderr[-2000:]}")
 
 
 def curl_and_sha256sum(url: str, files: list[str], dest: Path) -> None:
     """The peer: every file the release lists (curl, 4 at a time), then ``sha256sum -c`` over them all."""
-    names = ["manifest.json", "SHA256SUMS", *files]
+    names = ["manifest.json", "SHA256SUMS", *METADATA, *files]
     args = ["curl", "-s", "-f", "--create-dirs"] + (["--parallel", "--parallel-max", "4"] if PARALLEL else [])
     for name in names:
         args += ["-o", str(dest / name), f"{url}/{name}"]
