@@ -29,6 +29,7 @@ import torch
 import webdataset as wds
 
 from synthfair.errors import SynthfairError
+from synthfair.fileio import join_location, open_location
 from synthfair.release import layout
 from synthfair.sampling.sampler import SUBSET_FILE, SUBSET_META
 from synthfair.shards import (
@@ -121,22 +122,16 @@ def read_subset(subset: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
 
 
 def _shard_url(root: str, shard: int) -> str:
-    relative = layout.tar_path(Path("."), shard).as_posix()
-    return f"{root.rstrip('/')}/{relative}" if "://" in root else str(Path(root) / relative)
+    return join_location(root, layout.tar_path(Path("."), shard).as_posix())
 
 
 def _open(urls: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Open each shard through fsspec (local paths directly)."""
+    """Open each shard (a local path or an fsspec URL)."""
     for item in urls:
         url = item["url"]
         try:
-            if "://" in url:
-                import fsspec
-
-                stream = fsspec.open(url, "rb").open()
-            else:
-                stream = open(url, "rb")  # noqa: SIM115 - closed below, after the tar is read
-        except (OSError, FileNotFoundError) as err:
+            stream = open_location(url)
+        except OSError as err:
             raise SynthfairError(
                 f"cannot open shard {url}: {err}",
                 "download the subset's shards (`synthfair download URL --subset DIR`), or pass release= "

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import yaml
@@ -292,7 +291,6 @@ class _Run:
     phantom_config: PhantomConfig
     phantom: Phantom
     on_image: Callable[[], None] | None
-    comparison: Any = None  # the model's counterfactuals against the truth
 
 
 @dataclass(frozen=True)
@@ -356,9 +354,9 @@ def _truth(run: _Run) -> str:
     c, result = run.config, run.result
     engine = CounterfactualEngine.load(result.model, _engine(result, c))
     subjects = run.phantom.sample_subjects(c.truth_subjects, c.seed)
-    run.comparison = compare_with_truth(engine, run.phantom, subjects, draws=c.truth_draws)
-    run.comparison.grid(rows=c.truth_subjects).save(result.truth_grid)
-    return _truth_section(result, run.comparison, c)
+    comparison = compare_with_truth(engine, run.phantom, subjects, draws=c.truth_draws)
+    comparison.grid(rows=c.truth_subjects).save(result.truth_grid)
+    return _truth_section(result, comparison, c)
 
 
 STAGES = (

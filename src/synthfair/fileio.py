@@ -11,8 +11,8 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, BinaryIO
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, BinaryIO
 
 HASH_BLOCK = 1 << 20  # bytes read at a time when hashing
 
@@ -164,6 +164,30 @@ class HashingWriter:
         digest, q = self._digests[name], self._queues[name]
         while (block := q.get()) is not None:
             digest.update(block)
+
+
+def open_location(location: str) -> IO[bytes]:
+    """A local path, or any fsspec URL (``file://``, ``http(s)://``, ``s3://``, ``hf://``), opened for reading
+    (seekable: remote files are read with range requests). The caller closes it."""
+    if "://" not in location:
+        return open(location, "rb")  # noqa: SIM115 - the caller closes it
+    import fsspec  # lazy: local reads need no fsspec
+
+    return fsspec.open(location, "rb").open()
+
+
+def join_location(root: str | Path, relpath: str) -> str:
+    """``relpath`` (POSIX) under ``root``, a directory or a URL prefix."""
+    text = str(root)
+    return f"{text.rstrip('/')}/{relpath}" if "://" in text else str(Path(text) / relpath)
+
+
+def inside_root(relpath: str) -> bool:
+    """Whether ``relpath``, read from untrusted metadata (a manifest, a shard index), names a file under its
+    root: relative, no ``..``, no backslash, no ``:`` (no URL, no drive)."""
+    parts = PurePosixPath(relpath).parts
+    escapes = relpath.startswith("/") or ".." in parts or "\\" in relpath or ":" in relpath
+    return bool(parts) and not escapes
 
 
 def file_digests(path: str | Path, *algorithms: str) -> dict[str, str]:

@@ -21,6 +21,7 @@ from typing import IO, Any
 import numpy as np
 
 from synthfair.errors import SynthfairError
+from synthfair.fileio import inside_root, join_location, open_location
 from synthfair.images.decoded import ImageReadError
 from synthfair.images.png16 import decode_png16
 
@@ -151,7 +152,8 @@ class ShardReader:
         """The shards a wids shard index (``wids-shard-index-v1``) lists, URLs relative to its location."""
         where = str(path)
         try:
-            index = json.loads(_read_all(where))
+            with open_location(where) as f:
+                index = json.loads(f.read())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ShardError(f"{where}: not a readable shard index ({type(err).__name__})", FIX) from None
         if not isinstance(index, dict) or index.get("__kind__") != "wids-shard-index-v1":
@@ -160,9 +162,9 @@ class ShardReader:
         shards = []
         for i, entry in enumerate(index.get("shardlist") or []):
             url, n = (entry.get("url"), entry.get("nsamples")) if isinstance(entry, dict) else (None, None)
-            if not isinstance(url, str) or not _relative(url) or not isinstance(n, int) or n < 0:
+            if not isinstance(url, str) or not inside_root(url) or not isinstance(n, int) or n < 0:
                 raise ShardError(f"{where}: shardlist entry {i} needs a relative url and nsamples >= 0", FIX)
-            shards.append((f"{base}/{url}", n))
+            shards.append((join_location(base, url), n))
         return cls(shards)
 
     def __len__(self) -> int:
@@ -190,7 +192,7 @@ class ShardReader:
         """(key, {ext: bytes}) of the sample at ``position`` of ``shard``, the ``needed`` members read."""
         key, spans = self._index(shard)[position]
         sample_parts(key, spans, self.shards[shard], needed)  # type: ignore[arg-type]
-        with _open(self.shards[shard]) as f:
+        with open_location(self.shards[shard]) as f:
             data = {}
             for ext in needed:
                 f.seek(spans[ext][0])
@@ -237,7 +239,7 @@ def _member_spans(location: str) -> list[tuple[str, dict[str, Span]]]:
     samples: dict[str, dict[str, Span]] = {}
     last = None
     try:
-        with _open(location) as f, tarfile.open(fileobj=f, mode="r:") as tar:
+        with open_location(location) as f, tarfile.open(fileobj=f, mode="r:") as tar:
             for info in tar:
                 check_member(info, location)
                 key, _, ext = info.name.partition(".")
@@ -252,21 +254,3 @@ def _member_spans(location: str) -> list[tuple[str, dict[str, Span]]]:
         detail = f"{type(err).__name__}: {str(err)[:200]}"
         raise ShardError(f"{location}: not a readable tar ({detail})", FIX) from None
     return list(samples.items())
-
-
-def _open(location: str) -> IO[bytes]:
-    if "://" not in location:
-        return open(location, "rb")  # noqa: SIM115 - the caller closes it
-    import fsspec
-
-    return fsspec.open(location, "rb").open()
-
-
-def _read_all(location: str) -> bytes:
-    with _open(location) as f:
-        return f.read()
-
-
-def _relative(url: str) -> bool:
-    outside = url.startswith("/") or ".." in url.split("/") or "\\" in url or "://" in url
-    return bool(url) and not outside

@@ -76,8 +76,10 @@ def test_exact_shards_are_byte_identical_across_processes_tasks_and_resumes(
 
 
 def test_local_processes_write_the_same_bytes(exact_release, small_plan, tmp_path):
-    result = generate_in_processes(small_plan, None, tmp_path / "two", EXACT, workers=2)
+    done = []
+    result = generate_in_processes(small_plan, None, tmp_path / "two", EXACT, workers=2, on_shard=done.append)
     assert (result.shards, result.written, result.samples) == ((0, 1, 2, 3), 4, 24)
+    assert sorted(done) == [0, 1, 2, 3]  # each shard announced once, for a progress bar
     assert _tars(tmp_path / "two") == _tars(exact_release)
     again = generate_in_processes(small_plan, None, tmp_path / "two", EXACT, workers=2)
     assert (again.written, again.skipped) == (0, 4)

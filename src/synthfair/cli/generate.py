@@ -8,6 +8,7 @@ Alone it writes every shard (or ``--shards A:B``). In a Slurm array task, ``--ta
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -79,7 +80,7 @@ def generate(
     settings = _engine(engine, checkpoint, size, steps, guidance, abduction, batch_size)
     config = GenerateConfig(engine=settings, fit=fit, encode_workers=encode_workers)
     if workers != 1:
-        _local_processes(plan, checkpoint, out, config, workers, wanted)
+        _local_processes(plan, checkpoint, out, config, workers, wanted, table)
         return
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes join a gloo group, as in training
     mine = process_shards(wanted, state.process_index, state.num_processes)
@@ -108,13 +109,17 @@ def generate(
         typer.echo(f"release: {out.resolve()} (when every shard is done: synthfair finalize {out})")
 
 
-def _local_processes(plan, checkpoint, out, config, workers: int, wanted: list[int]) -> None:
+def _local_processes(plan, checkpoint, out, config, workers: int, wanted: list[int], table) -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError(
             f"--workers {workers} under a launcher ({os.environ['WORLD_SIZE']} processes)",
             "use either accelerate launch or --workers, not both",
         )
-    result = generate_in_processes(plan, checkpoint, out, config, workers, wanted)
+    rows = Counter(table["shard"].to_pylist())  # plan rows per shard: the bar moves a shard at a time
+    with bar(sum(rows[s] for s in wanted), f"generate [{workers} processes]") as tick:
+        result = generate_in_processes(
+            plan, checkpoint, out, config, workers, wanted, on_shard=lambda s: tick(rows[s])
+        )
     typer.echo(
         f"{workers} processes: {len(result.shards)} shards ({result.written} written now, {result.skipped} "
         f"already done), {result.samples} samples, {result.failed} failed, {result.seconds:.0f} s"

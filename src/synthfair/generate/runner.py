@@ -154,18 +154,27 @@ def generate_in_processes(
     config: GenerateConfig | None = None,
     workers: int = 2,
     shards: Sequence[int] | None = None,
+    on_shard: Callable[[int], None] | None = None,
 ) -> GenerateResult:
     """`generate` in ``workers`` local processes at once (each its own share of the shards, as under
     ``accelerate launch``), for one machine without a launcher: the phantom's exact engine renders on one
     core per process. Model processes each get an equal share of the torch threads. The bytes are those of
-    one process (with the model: at the same thread count per process)."""
+    one process (with the model: at the same thread count per process). ``on_shard(shard)`` hears of each
+    shard of ``shards`` (default: all) once it is done, already done ones included: for a progress bar."""
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}", "use e.g. 2")
     start = time.time()
     threads = max(1, torch.get_num_threads() // workers)
     jobs = [(plan, checkpoint, out, config, shards, i, workers, threads) for i in range(workers)]
+    wanted = range(shard_count(read_plan(plan)[0])) if shards is None else shards
+    announce = _announcer(Path(out), wanted, on_shard)
     with mp.get_context("spawn").Pool(workers, initializer=die_with_parent) as pool:
-        results = pool.starmap(_generate_process, jobs)
+        pending = pool.starmap_async(_generate_process, jobs)
+        while not pending.ready():
+            pending.wait(1.0)  # the processes write; this one watches for finished shards
+            announce()
+        results = pending.get()
+    announce()
     return GenerateResult(
         Path(out),
         tuple(sorted(s for r in results for s in r.shards)),
@@ -175,6 +184,20 @@ def generate_in_processes(
         sum(r.failed for r in results),
         time.time() - start,
     )
+
+
+def _announcer(
+    out: Path, shards: Sequence[int], on_shard: Callable[[int], None] | None
+) -> Callable[[], None]:
+    """A call that passes each shard of ``shards`` done since its last call to ``on_shard``."""
+    left = [] if on_shard is None else list(shards)
+
+    def announce() -> None:
+        for shard in [s for s in left if shardjob.is_done(out, s)]:
+            left.remove(shard)
+            on_shard(shard)
+
+    return announce
 
 
 def _generate_process(plan, checkpoint, out, config, shards, index, workers, threads) -> GenerateResult:

@@ -36,7 +36,7 @@ import synthfair
 from synthfair import shardjob
 from synthfair.environment import die_with_parent
 from synthfair.errors import SynthfairError
-from synthfair.fileio import remove_temporaries, write_json
+from synthfair.fileio import write_json
 from synthfair.images.png16 import encode_png16
 from synthfair.images.readers import ImageReadError, read_image
 from synthfair.images.resize import FITS, fit_image
@@ -104,9 +104,8 @@ def preprocess(
     (out / "shards").mkdir(parents=True, exist_ok=True)
     request = _request(rows, config, taxonomy)
     shardjob.claim(out / "cache.json", request, "cache")
-    remove_temporaries(out / "shards")  # a killed run's half-written files (this run is the only writer)
     shards = [rows[i : i + config.shard_size] for i in range(0, len(rows), config.shard_size)]
-    todo = [i for i in range(len(shards)) if not shardjob.stats_path(out, i).exists()]
+    todo = [i for i in range(len(shards)) if not shardjob.is_done(out, i)]  # each redone from scratch
     tick = on_image or (lambda n: None)
     tick(sum(len(shards[i]) for i in range(len(shards)) if i not in todo))
     with _pool(config) as pool:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from synthfair.errors import SynthfairError
+from synthfair.fileio import join_location
 from synthfair.shardjob import TAR_MTIME as TAR_MTIME  # a release's shards are a shard job's
 from synthfair.shardjob import shard_name as shard_name
 from synthfair.shardjob import stats_path as stats_path
@@ -75,9 +76,8 @@ def shard_reader(release: str | Path):
     ``_stats.json``, all of which must exist."""
     from synthfair.shards import ShardReader  # lazy: the layout's names stay light
 
-    text = str(release)
-    if "://" in text or (Path(text) / SHARD_INDEX_FILE).is_file():
-        return ShardReader.from_shard_index(f"{text.rstrip('/')}/{SHARD_INDEX_FILE}")
+    if "://" in str(release) or (Path(release) / SHARD_INDEX_FILE).is_file():
+        return ShardReader.from_shard_index(join_location(release, SHARD_INDEX_FILE))
     n, missing = release_complete(release)
     if missing:
         raise SynthfairError(

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from synthfair.errors import ConfigError, SynthfairError
+from synthfair.fileio import inside_root, join_location, open_location
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -132,8 +133,7 @@ def _check_shards(shards: Any, where: str) -> None:
 
 def safe_relpath(relpath: str, where: str) -> str:
     """``relpath`` if it stays inside the release (no absolute path, no ``..``, no URL); else an error."""
-    parts = PurePosixPath(relpath).parts
-    if not parts or relpath.startswith("/") or ".." in parts or "\\" in relpath or ":" in relpath:
+    if not inside_root(relpath):
         raise SynthfairError(f"{where}: {relpath!r} is not a path inside the release", "fix the manifest")
     return relpath
 
@@ -228,18 +228,9 @@ def safe_relative(path: str) -> bool:
 def read_release_file(release: str | Path, name: str) -> tuple[bytes, str]:
     """(the bytes of file ``name`` of the release at ``release``, a directory or any fsspec URL; its
     location). A missing file raises `FileNotFoundError` with the location as its filename."""
-    text = str(release)
-    if "://" not in text:
-        path = Path(text) / name
-        try:
-            return path.read_bytes(), str(path)
-        except FileNotFoundError:
-            raise FileNotFoundError(2, "no such file", str(path)) from None
-    location = f"{text.rstrip('/')}/{name}"
-    import fsspec
-
+    location = join_location(release, name)
     try:
-        with fsspec.open(location, "rb") as f:
+        with open_location(location) as f:
             return f.read(), location
     except FileNotFoundError:
         raise FileNotFoundError(2, "no such file", location) from None
