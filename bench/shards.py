@@ -4,8 +4,9 @@ Both write the same encoded samples (16-bit PNG + JSON, already encoded: only th
 tar, alternating, ``--repeats`` times each (medians and their ratio):
 
 1. bare: ``webdataset.TarWriter`` on an open file, nothing else;
-2. synthfair: `synthfair.shardjob.write_shard`, everything a resumable shard needs: the tar hashed (sha256,
-   md5) while it is written, under a temporary name, fsynced and renamed; the status Parquet; the stats JSON.
+2. synthfair: `synthfair.shardjob.Committer`, as `preprocess` and `generate` write their shards: everything
+   a resumable shard needs: the tar hashed (sha256) while it is written, under a temporary name, fsynced and
+   renamed; the status Parquet; the stats JSON; each shard committed while the next one is written.
 
     python bench/shards.py [--samples 2000] [--size 256] [--shards 4] [--repeats 5]
 """
@@ -55,9 +56,10 @@ def bare(out: Path, shards: list[list[dict]]) -> None:
 
 def synthfair_writer(out: Path, shards: list[list[dict]]) -> None:
     (out / "shards").mkdir(parents=True)
-    for i, samples in enumerate(shards):
-        pairs = (({"key": s["__key__"], "status": "ok"}, s) for s in samples)
-        shardjob.write_shard(out, i, pairs, STATUS, lambda w: {"sha256": w.sha256, "md5": w.md5})
+    with shardjob.Committer() as committer:
+        for i, samples in enumerate(shards):
+            pairs = (({"key": s["__key__"], "status": "ok"}, s) for s in samples)
+            committer.write(out, i, pairs, STATUS, lambda w: {"sha256": w.sha256})
 
 
 def main() -> None:

@@ -100,8 +100,8 @@ def small_plan(phantom_index, tmp_path_factory):
 def finalized_release(small_plan, trained_run, tmp_path_factory):
     """The small plan generated with the tiny model (3 steps) and finalized: a real release directory."""
     from synthfair.counterfactual import EngineConfig
-    from synthfair.generate.finalize import finalize
     from synthfair.generate.runner import GenerateConfig, generate
+    from synthfair.release.finalize import finalize
 
     out = tmp_path_factory.mktemp("release") / "release"
     generate(small_plan, trained_run, out, GenerateConfig(engine=EngineConfig(steps=3, batch_size=4)))

@@ -1,5 +1,6 @@
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,44 @@ def test_hashing_writer_digests_what_was_written(tmp_path):
     atomic_write(tmp_path / "t.bin", write)
     data = (tmp_path / "t.bin").read_bytes()
     assert write.digests == {"sha256": hashlib.sha256(data).hexdigest(), "md5": hashlib.md5(data).hexdigest()}
+
+
+def test_a_staged_file_is_in_place_only_once_committed(tmp_path):
+    from synthfair.fileio import staged_write
+
+    (tmp_path / "f.bin").write_bytes(b"old")
+    staged = staged_write(tmp_path / "f.bin", lambda f: f.write(b"new"))
+    assert (tmp_path / "f.bin").read_bytes() == b"old"  # other work happens here
+    assert [p.name for p in tmp_path.glob(".f.bin.*.tmp")] == [Path(staged.tmp).name]
+    staged.commit()
+    assert (tmp_path / "f.bin").read_bytes() == b"new" and not list(tmp_path.glob("*.tmp"))
+    staged_write(tmp_path / "f.bin", lambda f: f.write(b"newer")).discard()
+    assert (tmp_path / "f.bin").read_bytes() == b"new" and not list(tmp_path.glob(".*.tmp"))
+
+    def fail(f):
+        f.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        staged_write(tmp_path / "f.bin", fail)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_hashing_writer_raises_the_background_write_error_and_refuses_writes_after_its_digests(tmp_path):
+    from synthfair.fileio import HashingWriter
+
+    class Full:
+        def write(self, data):
+            raise OSError("No space left on device")
+
+    hashed = HashingWriter(Full(), "sha256", block=4)
+    with pytest.raises(OSError, match="No space left"), hashed:
+        for _ in range(50):  # more blocks than the queue holds: the writer never waits forever
+            hashed.write(b"12345678")
+        hashed.hexdigests()
+    with open(tmp_path / "t.bin", "wb") as f, HashingWriter(f, "sha256") as hashed:
+        hashed.write(bytearray(b"abc"))
+        hashed.hexdigests()
+        with pytest.raises(ValueError, match="after hexdigests"):
+            hashed.write(b"more")
+    assert (tmp_path / "t.bin").read_bytes() == b"abc"

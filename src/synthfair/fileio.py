@@ -19,18 +19,49 @@ HASH_BLOCK = 1 << 20  # bytes read at a time when hashing
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     """Write through ``write(fileobj)`` to a temporary file beside ``path``, then rename it into place."""
+    staged_write(path, write).commit()
+
+
+class Staged:
+    """A file written under a temporary name beside ``path`` and not yet in place (`staged_write`).
+
+    `commit` makes it durable (fsync) and renames it into place; `discard` removes it. Between the two, the
+    writer can go on with other work while the data reaches the disk: a shard job commits one shard while it
+    writes the next."""
+
+    def __init__(self, path: Path, tmp: str):
+        self.path, self.tmp = path, tmp
+
+    def commit(self) -> None:
+        try:
+            fd = os.open(self.tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # on disk before the rename: a machine crash leaves the old file or the new
+            finally:
+                os.close(fd)
+            os.replace(self.tmp, self.path)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+def staged_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Staged:
+    """Write through ``write(fileobj)`` to a temporary file beside ``path``, to be put in place by
+    `Staged.commit`."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would honour the umask
         with os.fdopen(fd, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the rename: a machine crash leaves the old file or the new
-        os.replace(tmp, path)
-    finally:
+    except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
+        raise
+    return Staged(path, tmp)
 
 
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's mkstemp names look like
@@ -102,41 +133,49 @@ def sha256_file(path: str | Path) -> str:
 
 
 class HashingWriter:
-    """A write-only file that hashes what passes through it: a shard's digests without reading it back.
+    """A write-only file that writes and hashes behind the caller: a shard's digests without reading it back.
 
-    Hashing runs beside the writer, one thread per algorithm on blocks of ``block`` bytes (hashlib releases
-    the GIL on large buffers), so it costs the writer little more than a copy. `hexdigests` (or leaving the
-    ``with`` block) waits for the threads; use it as a context manager so that they end on errors too.
+    Writes are gathered into blocks of ``block`` bytes, which one background thread writes to ``f`` and
+    hashes (file writes and hashlib release the GIL on large buffers): the caller's thread only gathers, so
+    hashing costs it less than the writes it no longer makes. `hexdigests` (or leaving the ``with`` block)
+    writes what is left and waits; after it, ``f`` holds everything. An error of the background writes (a
+    full disk) is raised by the next `write` or by `hexdigests`. Use it as a context manager so that the
+    thread ends on errors too.
     """
 
     def __init__(self, f: BinaryIO, *algorithms: str, block: int = HASH_BLOCK):
         self.f = f
         self.block = block
-        self._pending = bytearray()
+        self._chunks: list[bytes] = []
+        self._size = 0
         self._digests = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}
-        self._queues: dict[str, queue.Queue] = {name: queue.Queue(maxsize=8) for name in algorithms}
-        self._threads = [
-            threading.Thread(target=self._hash, args=(name,), daemon=True) for name in algorithms
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._queue: queue.Queue = queue.Queue(maxsize=8)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
         self._hexdigests: dict[str, str] | None = None
 
     def write(self, data: bytes) -> int:
-        n = self.f.write(data)
-        self._pending += data
-        if len(self._pending) >= self.block:
+        if self._error is not None:
+            raise self._error
+        if self._hexdigests is not None:
+            raise ValueError("write after hexdigests(): the digests are final")
+        self._chunks.append(bytes(data))  # a copy only of a mutable buffer; bytes pass as they are
+        self._size += len(data)
+        if self._size >= self.block:
             self._submit()
-        return n
+        return len(data)
 
     def flush(self) -> None:
-        self.f.flush()
+        """Nothing to do before `hexdigests`: the background thread writes whole blocks."""
 
     def hexdigests(self) -> dict[str, str]:
-        """The digests of everything written (waits for the hashing threads; no writes after it)."""
+        """The digests of everything written, once it is all in ``f`` (no writes after it)."""
         if self._hexdigests is None:
             self._submit()
             self._stop()
+            if self._error is not None:
+                raise self._error
             self._hexdigests = {name: digest.hexdigest() for name, digest in self._digests.items()}
         return self._hexdigests
 
@@ -147,23 +186,27 @@ class HashingWriter:
         self._stop()
 
     def _submit(self) -> None:
-        if self._pending:
-            block = bytes(self._pending)
-            self._pending.clear()
-            for q in self._queues.values():
-                q.put(block)
+        if self._chunks:
+            block = b"".join(self._chunks)
+            self._chunks.clear()
+            self._size = 0
+            self._queue.put(block)
 
     def _stop(self) -> None:
-        if any(thread.is_alive() for thread in self._threads):
-            for q in self._queues.values():
-                q.put(None)
-            for thread in self._threads:
-                thread.join()
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
-    def _hash(self, name: str) -> None:
-        digest, q = self._digests[name], self._queues[name]
-        while (block := q.get()) is not None:
-            digest.update(block)
+    def _drain(self) -> None:
+        while (block := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # keep taking blocks, so the writer never waits on a full queue
+            try:
+                self.f.write(block)
+                for digest in self._digests.values():
+                    digest.update(block)
+            except BaseException as err:  # raised in the caller's thread
+                self._error = err
 
 
 def open_location(location: str) -> IO[bytes]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthfair.errors import SynthfairError
-from synthfair.fileio import HashingWriter, atomic_write, write_json
+from synthfair.fileio import HashingWriter, Staged, atomic_write, staged_write, write_json
 
 TAR_MTIME = 0.0  # fixed member mtime: byte-identical tars
 
@@ -74,7 +75,6 @@ class Written:
     shard: int
     path: Path
     sha256: str
-    md5: str
     filesize: int
     statuses: list[dict[str, Any]]
     seconds: float
@@ -90,17 +90,70 @@ def write_shard(
     """Write shard ``shard`` of ``out`` from ``samples``, pairs (status row, WebDataset sample with
     ``__key__`` or None for a failed one), in order; then its status table; then ``summarize(written)`` as
     its ``_stats.json``, last. The tar is hashed as it is written, never read back. Returns the stats."""
+    return _commit(*_write(out, shard, samples), status_schema, summarize)
+
+
+class Committer:
+    """Writes shards as `write_shard` does, but commits each one (fsync, rename, status table, stats) in a
+    background thread while the next one is written: the wait for the disk overlaps the work. At most one
+    shard waits for its commit; leaving the ``with`` block waits for the last one. A crash before a commit
+    leaves only temporaries, which the next run removes before it redoes the shard.
+
+        with Committer() as committer:
+            for shard in todo:
+                committer.write(out, shard, samples, STATUS_SCHEMA, summarize)
+        committer.stats  # one dict per shard, in order
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="shard-commit")
+        self._pending: Future | None = None
+        self.stats: list[dict[str, Any]] = []
+
+    def write(
+        self,
+        out: str | Path,
+        shard: int,
+        samples: Iterable[tuple[dict[str, Any], dict[str, Any] | None]],
+        status_schema: pa.Schema,
+        summarize: Callable[[Written], dict[str, Any]],
+    ) -> None:
+        written = _write(out, shard, samples)
+        try:
+            self._wait()  # the previous shard's commit: its error stops the job here
+        except BaseException:
+            written[2].discard()
+            raise
+        self._pending = self._pool.submit(_commit, *written, status_schema, summarize)
+
+    def __enter__(self) -> Committer:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            if kind is None:
+                self._wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.stats.append(pending.result())
+
+
+def _write(out, shard, samples) -> tuple[Path, int, Staged, str, list[dict[str, Any]], float]:
+    """The shard's tar under a temporary name, hashed as written, and the status rows."""
     import webdataset as wds  # lazy: worker processes import the modules that use this one
 
     start = time.time()
     out = Path(out)
     _remove_leftovers(out, shard)
-    tar = tar_path(out, shard)
     statuses: list[dict[str, Any]] = []
     digests: dict[str, str] = {}
 
     def write(f) -> None:
-        with HashingWriter(f, "sha256", "md5") as hashed:
+        with HashingWriter(f, "sha256") as hashed:
             with wds.TarWriter(hashed, mtime=TAR_MTIME, encoder=False) as writer:
                 for status, sample in samples:
                     if sample is not None:
@@ -108,13 +161,17 @@ def write_shard(
                     statuses.append(status)
             digests.update(hashed.hexdigests())
 
-    atomic_write(tar, write)
+    staged = staged_write(tar_path(out, shard), write)
+    return out, shard, staged, digests["sha256"], statuses, start
+
+
+def _commit(out, shard, staged, sha256, statuses, start, status_schema, summarize) -> dict[str, Any]:
+    """The tar in place (durable first), then its status table, then its stats, last."""
+    staged.commit()
     table = pa.Table.from_pylist(statuses, schema=status_schema)
     atomic_write(status_path(out, shard), lambda f: pq.write_table(table, f))
-    written = Written(
-        shard, tar, digests["sha256"], digests["md5"], tar.stat().st_size, statuses, time.time() - start
-    )
-    stats = summarize(written)
+    tar = tar_path(out, shard)
+    stats = summarize(Written(shard, tar, sha256, tar.stat().st_size, statuses, time.time() - start))
     write_json(stats_path(out, shard), stats)
     return stats
 

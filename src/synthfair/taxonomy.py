@@ -130,7 +130,13 @@ class Covariate:
             raise TaxonomyError(
                 f"covariate {self.name!r} has no bins", hint=f"add bins: [...] under covariates.{self.name}"
             )
-        x = np.array([np.nan if is_missing(v) else v for v in values], dtype=float)
+        try:
+            x = np.asarray(values, dtype=float)  # None and NaN (missing) become NaN; fast for a million
+        except (TypeError, ValueError) as err:
+            raise TaxonomyError(
+                f"{_at(where)}{self.name}: a value that is not a number ({err})",
+                f"{self.name} is continuous: give numbers, or leave the value empty (missing)",
+            ) from None
         lo, hi = self.bins[0], self.bins[-1]
         bad = np.flatnonzero(~np.isnan(x) & ((x < lo) | (x > hi)))
         if len(bad):

@@ -117,3 +117,25 @@ def test_export_at_an_early_stop_writes_the_model_of_those_steps(cache, tiny_con
     train(tiny_config, cache, again, resume="latest", stop_at=2, export=True)  # export a stopped run later
     a, b = _weights(run / "model"), _weights(again / "model")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_oversampling_is_read_from_the_yaml_config_and_refused_before_any_work(cache, tiny_config, tmp_path):
+    import dataclasses
+
+    import yaml
+
+    from synthfair.config import config_to_dict
+    from synthfair.errors import ConfigError
+    from synthfair.model.train import load_train_config
+
+    path = tmp_path / "train.yaml"
+    settings = {**config_to_dict(tiny_config), "steps": 2, "oversample": {"findings.cardiomegaly": 3}}
+    path.write_text(yaml.safe_dump(settings))
+    config = load_train_config(path)
+    assert config.oversample == {"findings.cardiomegaly": 3}
+    train(config, cache, tmp_path / "run")
+    written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert written["oversample"] == {"findings.cardiomegaly": 3}
+    with pytest.raises(ConfigError, match="cardiomegly"):
+        train(dataclasses.replace(config, oversample={"findings.cardiomegly": 3}), cache, tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()

@@ -52,12 +52,11 @@ def make_release(root: Path, seed: int = 0) -> Path:
         shard_keys = write_shard(tar, s, rng)
         (root / "shards" / f"{s:06d}_stats.json").write_text("{}")
         pq.write_table(pa.table({"key": shard_keys}), root / "shards" / f"{s:06d}.parquet")
-        digests = file_digests(tar, "sha256", "md5")
+        digests = file_digests(tar, "sha256")
         entries.append(
             {
                 "url": f"shards/{s:06d}.tar",
                 "sha256": digests["sha256"],
-                "md5sum": digests["md5"],
                 "filesize": tar.stat().st_size,
                 "nsamples": len(shard_keys),
                 "failed": 0,

@@ -176,3 +176,24 @@ def test_pairs_share_their_label_noise_and_count_once(samples, tmp_path):
     assert table.groupby("pair")["target"].nunique().max() == 1  # a pair differs in sex only
     rate = subset.stats["train"]["label_noise"]["white"]["positive_to_negative"]["achieved"]
     assert rate == pytest.approx(0.5, abs=0.05)
+
+
+def test_group_codes_label_rows_as_the_taxonomy_does_missing_values_included():
+    import pandas as pd
+
+    from synthfair.sampling.sampler import _group_labels
+    from synthfair.taxonomy import MISSING, load_taxonomy
+
+    taxonomy = load_taxonomy()
+    pool = pd.DataFrame(
+        {
+            "age": [25.0, None, 70.0, 25.0, 95.0],
+            "race": ["black", "white", None, "black", "white"],
+            TARGET: [0, 1, 0, 1, 1],
+        }
+    )
+    spec = bias_spec_from_dict({"target": TARGET, "size": 5, "groups": ["age", "race"]})
+    groups, group = _group_labels(pool, spec, taxonomy)
+    expected = taxonomy.group_labels(pool, ["age", "race"]).apply(" x ".join, axis=1).tolist()
+    assert [groups[g] for g in group] == expected
+    assert groups == sorted(set(expected)) and any(MISSING in g for g in groups)

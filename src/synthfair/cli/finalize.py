@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from synthfair.generate.finalize import finalize as finalize_release
+from synthfair.release.finalize import finalize as finalize_release
 
 
 def finalize(

@@ -27,10 +27,10 @@ from synthfair.evaluate.release_truth import phantom_truth
 from synthfair.evaluate.report import write_report
 from synthfair.evaluate.samples import ReleaseSamples, read_release
 from synthfair.fileio import jsonable, write_json
-from synthfair.generate.card import intersection_axes
 from synthfair.model.data import CacheDataset
 from synthfair.model.diffusion import resolve_model
 from synthfair.release import layout
+from synthfair.release.card import intersection_axes
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 SCHEMA = "synthfair.evaluation/1"

@@ -422,20 +422,18 @@ def _causal(spec, records, predicted, train, images, seed, taxonomy, target) -> 
 
 # -- helpers ------------------------------------------------------------------------------------------------
 def _covariate_frame(records: list[dict[str, Any]], names, taxonomy: Taxonomy) -> pd.DataFrame:
-    """The records' covariates as columns; continuous ones in their taxonomy bins, findings as 0/1."""
+    """The records' covariates as subgroup labels (`Taxonomy.group_labels`: continuous ones in their
+    taxonomy bins, findings 0/1, `MISSING` when unknown); ``name=value`` is a binary group: the value or
+    ``not value``."""
+    flat = [taxonomy.flatten(r["covariates"]) for r in records]
+    flat = pd.DataFrame(flat, columns=taxonomy.columns(), dtype=object)  # object: 0/1 stay ints beside None
     columns = {}
     for name in names:
-        name, _, value = name.partition("=")  # device=philips: a binary group, philips vs not philips
-        head, _, label = name.partition(".")
-        values = [r["covariates"].get(head) for r in records]
-        if label:
-            values = [(v or {}).get(label) for v in values]
-        elif head in taxonomy.names and taxonomy[head].kind == "continuous" and taxonomy[head].bins:
-            values = [taxonomy[head].bin_label(v) for v in values]
-        values = [str(v) if v is not None else MISSING for v in values]
+        column, _, value = name.partition("=")  # device=philips: a binary group, philips vs not philips
+        labels = taxonomy.group_labels(flat, [column])[column].map(str)
         if value:
-            name, values = f"{name}={value}", [v if v == value else f"not {value}" for v in values]
-        columns[name] = values
+            labels = labels.where(labels == value, f"not {value}")
+        columns[name] = labels.to_numpy(object)
     return pd.DataFrame(columns)
 
 

@@ -6,14 +6,12 @@ generate_in_processes("plan.parquet", None, "release/", GenerateConfig(engine=Ph
 finalize("release/")                                  # manifest, SHA256SUMS, samples.parquet, card
 """
 
-# eager: a function named like its submodule (importing the submodule would shadow a lazy one)
-from synthfair.generate.finalize import FinalizeResult, finalize
 from synthfair.lazy import lazy_attributes
 
 _LAZY = {  # name -> module: imported on first use, so that importing one light submodule (e.g.
     # its constants) does not pull in torch through its heavy siblings
-    "FinalizeResult": "synthfair.generate.finalize",
-    "finalize": "synthfair.generate.finalize",
+    "FinalizeResult": "synthfair.release.finalize",  # a release's files, written once its shards are done
+    "finalize": "synthfair.release.finalize",
     "Plan": "synthfair.generate.plan",
     "PlanSpec": "synthfair.generate.plan",
     "Selection": "synthfair.generate.plan",

@@ -51,7 +51,8 @@ from synthfair.config import config_to_dict, dataclass_from_dict, read_yaml
 from synthfair.errors import ConfigError, SynthfairError, did_you_mean
 from synthfair.fileio import atomic_write
 from synthfair.index import sample_hash
-from synthfair.release.layout import PLAN_SCHEMA
+from synthfair.release.layout import PLAN_COLUMNS, PLAN_SCHEMA
+from synthfair.release.layout import read_plan as read_plan  # the plan file format is the release's
 from synthfair.selection import unknown_covariate, where_mask
 from synthfair.taxonomy import Covariate, Taxonomy, load_taxonomy
 
@@ -60,26 +61,6 @@ KEYWORDS = {
     "all": "every observed value",
     "toggle": "each label flipped",
 }
-PLAN_COLUMNS = pa.schema(
-    [
-        ("key", pa.string()),
-        ("family", pa.string()),  # the factual's sample_key
-        ("kind", pa.string()),  # factual | reconstruction | counterfactual
-        ("parent", pa.string()),  # the factual sample's key (null for the factual)
-        ("intervention", pa.string()),  # JSON do(); {} for factual and reconstruction
-        ("label", pa.string()),  # "sex=female,age=80"; "factual"; "null"
-        ("shard", pa.int32()),
-        ("seed", pa.int64()),
-        ("sample_hash", pa.int64()),  # stable hash of the key: engine-independent sampling downstream
-        ("dataset", pa.string()),
-        ("source_id", pa.string()),
-        ("patient", pa.string()),  # the source's patient key: the unit of leakage-free splits downstream
-        ("split", pa.string()),
-        ("image", pa.string()),  # the factual image's path
-        ("factual", pa.string()),  # JSON factual covariates
-        ("phantom", pa.string()),  # JSON {seed, index, noise_seed, config, spec_sha256, size}
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -223,19 +204,6 @@ def write_plan(plan: Plan, path: str | Path, index_dir: str | Path | None = None
         meta["index"] = str(Path(index_dir).resolve())
     table = plan.table.replace_schema_metadata({"synthfair": json.dumps(meta, sort_keys=True)})
     atomic_write(path, lambda f: pq.write_table(table, f, compression="zstd"))
-
-
-def read_plan(path: str | Path) -> tuple[pa.Table, dict[str, Any]]:
-    """(plan table, its metadata) of a plan file written by `write_plan`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"plan {path} does not exist", "make one with `synthfair plan`")
-    table = pq.read_table(path)
-    raw = (table.schema.metadata or {}).get(b"synthfair")
-    meta = json.loads(raw) if raw else {}
-    if meta.get("schema") != PLAN_SCHEMA or table.schema.names != PLAN_COLUMNS.names:
-        raise ConfigError(f"{path} is not a synthfair plan ({PLAN_SCHEMA})", "make one with `synthfair plan`")
-    return table, meta
 
 
 def sample_seed(run_seed: int, key: str) -> int:

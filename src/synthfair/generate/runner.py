@@ -133,17 +133,17 @@ def generate(
     _claim(out, request, plan)
     mine = process_shards(wanted, process_index, num_processes)
     tick = on_sample or (lambda n: None)
-    written = samples = failed = 0
     rows_by_shard = _rows_by_shard(table, set(mine))
-    with ThreadPoolExecutor(config.encode_workers) as pool:
+    with ThreadPoolExecutor(config.encode_workers) as pool, shardjob.Committer() as committer:
         for shard in mine:
             if shardjob.is_done(out, shard):
                 tick(len(rows_by_shard[shard]))
                 continue
-            stats = _write_shard(out, shard, rows_by_shard[shard], engine, config, request, pool, tick)
-            written, samples, failed = written + 1, samples + stats["nsamples"], failed + stats["failed"]
+            _write_shard(out, shard, rows_by_shard[shard], engine, config, request, pool, tick, committer)
+    written = committer.stats
+    samples, failed = sum(s["nsamples"] for s in written), sum(s["failed"] for s in written)
     return GenerateResult(
-        out, tuple(mine), written, len(mine) - written, samples, failed, time.time() - start
+        out, tuple(mine), len(written), len(mine) - len(written), samples, failed, time.time() - start
     )
 
 
@@ -270,7 +270,7 @@ def _rows_by_shard(table: pa.Table, shards: set[int]) -> dict[int, list[dict[str
 
 
 # -- one shard ----------------------------------------------------------------------------------------------
-def _write_shard(out, shard, rows, engine, config, request, pool, tick) -> dict[str, Any]:
+def _write_shard(out, shard, rows, engine, config, request, pool, tick, committer) -> None:
     start = time.time()
     images, errors = _factual_images(rows, engine.size, config.fit)
     encoded: dict[str, Future] = {}  # key -> PNG + JSON, encoded by the pool while the model works on
@@ -309,7 +309,6 @@ def _write_shard(out, shard, rows, engine, config, request, pool, tick) -> dict[
             "shard": shard,
             "url": f"shards/{written.path.name}",
             "sha256": written.sha256,
-            "md5sum": written.md5,  # the wids shard index's checksum
             "filesize": written.filesize,
             "nsamples": len(ok),
             "failed": len(rows) - len(ok),
@@ -323,7 +322,7 @@ def _write_shard(out, shard, rows, engine, config, request, pool, tick) -> dict[
             "seconds": round(time.time() - start, 3),
         }
 
-    return shardjob.write_shard(out, shard, samples(), layout.STATUS_SCHEMA, summarize)
+    committer.write(out, shard, samples(), layout.STATUS_SCHEMA, summarize)
 
 
 def _factual_images(rows, size: int, fit: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:

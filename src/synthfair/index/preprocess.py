@@ -108,9 +108,9 @@ def preprocess(
     todo = [i for i in range(len(shards)) if not shardjob.is_done(out, i)]  # each redone from scratch
     tick = on_image or (lambda n: None)
     tick(sum(len(shards[i]) for i in range(len(shards)) if i not in todo))
-    with _pool(config) as pool:
+    with _pool(config) as pool, shardjob.Committer() as committer:
         for i in todo:
-            _write_shard(out, i, shards[i], config, pool, tick)
+            _write_shard(out, i, shards[i], config, pool, tick, committer)
     stats = [json.loads(shardjob.stats_path(out, i).read_text()) for i in range(len(shards))]
     shard_entries = [{k: v for k, v in s.items() if k != "seconds"} for s in stats]  # bytes stay reproducible
     write_json(out / "manifest.json", {**request, "shards": shard_entries})
@@ -218,7 +218,9 @@ def _encode(row: dict, config: PreprocessConfig) -> dict:
     }
 
 
-def _write_shard(out: Path, i: int, rows: list[dict], config: PreprocessConfig, pool, tick) -> None:
+def _write_shard(
+    out: Path, i: int, rows: list[dict], config: PreprocessConfig, pool, tick, committer
+) -> None:
     work = functools.partial(_encode, config=config)  # picklable for the spawned workers
 
     def samples():
@@ -242,4 +244,4 @@ def _write_shard(out: Path, i: int, rows: list[dict], config: PreprocessConfig, 
             "seconds": round(written.seconds, 3),
         }
 
-    shardjob.write_shard(out, i, samples(), STATUS_SCHEMA, summarize)
+    committer.write(out, i, samples(), STATUS_SCHEMA, summarize)

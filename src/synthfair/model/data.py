@@ -8,19 +8,25 @@ whole shards. 16-bit PNGs stay 16-bit (webdataset's PIL decoders would reduce th
 seeded permutations, the global batch of step ``s`` being positions ``[s * B * W, (s + 1) * B * W)``, of which
 rank ``r`` takes every W-th. Resuming at step ``s`` therefore continues the same trajectory with nothing to
 skip, and the data each rank sees does not depend on how fast the others run.
+
+`oversampled(...)` repeats the positions of images with rare values (``oversample:`` in the training config,
+e.g. ``findings.cardiomegaly: 3``) before the permutations: a finding's conditioning then learns from more
+than the few images that have it, and the order stays a pure function of (seed, step, rank).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from synthfair.errors import SynthfairError
+from synthfair.errors import ConfigError, SynthfairError
 from synthfair.shards import ShardReader, decode_record
+from synthfair.taxonomy import Taxonomy, TaxonomyError
 
 
 class CacheDataset:
@@ -92,3 +98,53 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int, rank: int = 0, 
             cache[epoch] = np.random.default_rng([seed, epoch]).permutation(n)
         out.append(int(cache[epoch][offset]))
     return out
+
+
+def oversampled(
+    records: Sequence[Mapping[str, Any]], oversample: Mapping[str, int], taxonomy: Taxonomy
+) -> np.ndarray:
+    """Dataset positions, each repeated by the product of the factors of the values its record has.
+
+    Keys of ``oversample`` are a binary label's column (``findings.cardiomegaly``: images with the label) or
+    ``covariate=value`` (``view=LATERAL``); factors are whole numbers >= 1. No keys: ``0 .. n - 1``."""
+    match = oversample_rules(oversample, taxonomy)
+    repeats = np.ones(len(records), dtype=np.int64)
+    for i, record in enumerate(records):
+        flat = taxonomy.flatten(record)
+        for column, value, factor in match:
+            if flat.get(column) == value:
+                repeats[i] *= factor
+    return np.repeat(np.arange(len(records)), repeats)
+
+
+def oversample_rules(oversample: Mapping[str, int], taxonomy: Taxonomy) -> list[tuple[str, Any, int]]:
+    """(flat column, value, factor) per key of ``oversample``; a wrong key or factor raises, naming it."""
+    return [(*_oversample_key(key, taxonomy), _oversample_factor(key, f)) for key, f in oversample.items()]
+
+
+def _oversample_key(key: str, taxonomy: Taxonomy) -> tuple[str, Any]:
+    column, equals, raw = key.partition("=")
+    try:
+        spec, label = taxonomy.column(column)
+    except (TaxonomyError, KeyError) as err:
+        raise ConfigError(
+            f"oversample: {key!r} names no covariate or label ({err})", _OVERSAMPLE_HINT
+        ) from None
+    if label is not None and not equals:
+        return column, 1
+    if label is None and equals and spec.kind == "categorical":
+        return column, spec.check(raw, where=f"oversample: {key}")
+    raise ConfigError(
+        f"oversample: {key!r} is neither a label column nor categorical=value", _OVERSAMPLE_HINT
+    )
+
+
+def _oversample_factor(key: str, factor: Any) -> int:
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ConfigError(
+            f"oversample: {key}: factor {factor!r} is not a whole number >= 1", _OVERSAMPLE_HINT
+        )
+    return factor
+
+
+_OVERSAMPLE_HINT = "use e.g. oversample: {findings.cardiomegaly: 3, view=LATERAL: 2}"

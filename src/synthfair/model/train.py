@@ -50,7 +50,7 @@ from synthfair.environment import package_version
 from synthfair.errors import ConfigError, SynthfairError
 from synthfair.fileio import atomic_write, write_json
 from synthfair.model import finetune
-from synthfair.model.data import CacheDataset, batch_indices
+from synthfair.model.data import CacheDataset, batch_indices, oversample_rules, oversampled
 from synthfair.model.diffusion import DiffusionModel, ModelConfig, denoise, resolve_model, to_model_space
 from synthfair.model.finetune import TuningConfig
 from synthfair.subjects import save_subjects, subject_digests
@@ -80,6 +80,9 @@ class TrainConfig:
     split: str = "train"
     in_memory: bool = True  # hold the decoded training images in memory (small caches)
     seed: int = 0
+    # draw images with these values this many times as often, e.g. {findings.cardiomegaly: 3}: rare findings
+    # teach their conditioning from few images (`synthfair.model.data.oversampled`)
+    oversample: dict[str, int] = field(default_factory=dict)
     init_from: str | None = None  # start from this model directory's weights (same model config): fine-tuning
     tuning: TuningConfig = field(default_factory=TuningConfig)  # counterfactual fine-tuning (finetune.py)
     # the engine settings this recipe is tuned for (keys of synthfair.counterfactual.EngineConfig), written
@@ -134,9 +137,11 @@ def train(
     out = Path(out)
     taxonomy = taxonomy or load_taxonomy()
     _engine_settings(config)  # refuse bad engine settings before any work
+    oversample_rules(config.oversample, taxonomy)  # and a typo in oversample:
     accelerator = Accelerator(mixed_precision=_precision(config), cpu=not torch.cuda.is_available())
     dataset = CacheDataset(data, split=config.split, in_memory=config.in_memory)
     _check_size(dataset, config)
+    order = oversampled([dataset.covariates(i) for i in range(len(dataset))], config.oversample, taxonomy)
     model = DiffusionModel.create(config.model, taxonomy, seed=config.seed)
     if config.init_from:
         _init_weights(model, config)
@@ -163,7 +168,7 @@ def train(
     seen, clock = 0, time.perf_counter()
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     for step in range(start, end):
-        loss = _step(step, config, dataset, model, unet, optimizer, schedule, accelerator, classifiers)
+        loss = _step(step, config, dataset, order, model, unet, optimizer, schedule, accelerator, classifiers)
         ema.step(accelerator.unwrap_model(unet).parameters())
         loss = accelerator.reduce(loss.detach(), reduction="mean").item()
         seen += config.batch_size * accelerator.num_processes
@@ -191,10 +196,12 @@ def train(
 
 
 def _step(
-    step, config, dataset, model, unet, optimizer, schedule, accelerator, classifiers=None
+    step, config, dataset, order, model, unet, optimizer, schedule, accelerator, classifiers=None
 ) -> torch.Tensor:
     rank, world = accelerator.process_index, accelerator.num_processes
-    indices = batch_indices(step, len(dataset), config.batch_size, config.seed, rank, world)
+    indices = [
+        int(order[i]) for i in batch_indices(step, len(order), config.batch_size, config.seed, rank, world)
+    ]
     images, records = dataset.batch(indices)
     x0 = to_model_space(images).to(accelerator.device)
     generator = torch.Generator().manual_seed(_step_seed(config.seed, step, rank))

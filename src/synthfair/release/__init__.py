@@ -1,4 +1,5 @@
-"""Using a finished release: download it (all or a subset's shards, resumable, verified) and serve it."""
+"""A release: its files (`layout`), finalizing them (`finalize`, `card`), reading them from any location
+(`source`), downloading them (all or a subset's shards, resumable, verified) and serving them."""
 
 from synthfair.release.download import (
     DownloadPlan,

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from synthfair.errors import SynthfairError
+from synthfair.errors import ConfigError, SynthfairError
 from synthfair.fileio import join_location
 from synthfair.shardjob import TAR_MTIME as TAR_MTIME  # a release's shards are a shard job's
 from synthfair.shardjob import shard_name as shard_name
@@ -43,6 +45,28 @@ SUMS_FILE = "SHA256SUMS"
 KINDS = ("factual", "reconstruction", "counterfactual")
 
 # one row per plan row of a shard: what happened to it
+# the plan: one row per sample to generate (`synthfair plan` writes it; a release keeps a copy)
+PLAN_COLUMNS = pa.schema(
+    [
+        ("key", pa.string()),
+        ("family", pa.string()),  # the factual's sample_key
+        ("kind", pa.string()),  # factual | reconstruction | counterfactual
+        ("parent", pa.string()),  # the factual sample's key (null for the factual)
+        ("intervention", pa.string()),  # JSON do(); {} for factual and reconstruction
+        ("label", pa.string()),  # "sex=female,age=80"; "factual"; "null"
+        ("shard", pa.int32()),
+        ("seed", pa.int64()),
+        ("sample_hash", pa.int64()),  # stable hash of the key: engine-independent sampling downstream
+        ("dataset", pa.string()),
+        ("source_id", pa.string()),
+        ("patient", pa.string()),  # the source's patient key: the unit of leakage-free splits downstream
+        ("split", pa.string()),
+        ("image", pa.string()),  # the factual image's path
+        ("factual", pa.string()),  # JSON factual covariates
+        ("phantom", pa.string()),  # JSON {seed, index, noise_seed, config, spec_sha256, size}
+    ]
+)
+
 STATUS_SCHEMA = pa.schema(
     [
         ("key", pa.string()),
@@ -86,3 +110,16 @@ def shard_reader(release: str | Path):
         )
     stats = [json.loads(stats_path(release, s).read_text()) for s in range(n)]
     return ShardReader([(tar_path(release, s), stats[s].get("nsamples")) for s in range(n)])
+
+
+def read_plan(path: str | Path) -> tuple[pa.Table, dict[str, Any]]:
+    """(plan table, its metadata) of a plan file written by `write_plan`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"plan {path} does not exist", "make one with `synthfair plan`")
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(b"synthfair")
+    meta = json.loads(raw) if raw else {}
+    if meta.get("schema") != PLAN_SCHEMA or table.schema.names != PLAN_COLUMNS.names:
+        raise ConfigError(f"{path} is not a synthfair plan ({PLAN_SCHEMA})", "make one with `synthfair plan`")
+    return table, meta

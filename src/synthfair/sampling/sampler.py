@@ -43,7 +43,7 @@ from synthfair.fileio import atomic_write, jsonable, write_json
 from synthfair.release.source import read_samples
 from synthfair.sampling.spec import BiasSpec
 from synthfair.selection import covariate_of, where_mask
-from synthfair.taxonomy import Taxonomy, load_taxonomy
+from synthfair.taxonomy import MISSING, Taxonomy, load_taxonomy
 
 SUBSET_SCHEMA = "synthfair.subset/1"
 SUBSET_FILE, SUBSET_META = "subset.parquet", "subset.json"
@@ -264,20 +264,19 @@ def _group_labels(pool: pd.DataFrame, spec: BiasSpec, taxonomy: Taxonomy) -> tup
     names: list[np.ndarray] = []
     for name in spec.groups:
         covariate = covariate_of(name, taxonomy, f"bias spec groups ({name})")
-        if covariate.kind == "continuous":
+        if covariate.kind == "continuous":  # the taxonomy's bins, as in every report (`group_labels`)
             if not covariate.bins:
                 raise ConfigError(
                     f"bias spec groups: {name} is continuous and has no bins",
                     f"add bins under covariates.{name} in the taxonomy",
                 )
-            edges = np.asarray(covariate.bins, float)
-            codes = np.clip(
-                np.searchsorted(edges, pool[name].to_numpy(float), side="right") - 1, 0, len(edges) - 2
-            )
-            uniques = np.asarray(covariate.bin_labels, object)
+            codes = covariate.bin_codes(pool[name].to_numpy(), where=f"bias spec groups ({name})")
+            uniques = list(covariate.bin_labels)
         else:
-            codes, uniques = pd.factorize(pool[name])
-            uniques = np.asarray(uniques, object)
+            codes, found = pd.factorize(pool[name])
+            uniques = [str(u) for u in found]
+        codes = np.where(codes < 0, len(uniques), codes)  # a missing value is a group of its own
+        uniques = np.asarray([*uniques, MISSING], object)
         code = code * len(uniques) + codes
         names.append(uniques)
     present = np.flatnonzero(np.bincount(code))  # combinations that occur, in code order (O(n), no sort)

@@ -7,9 +7,9 @@ import webdataset as wds
 
 from synthfair.counterfactual import EngineConfig
 from synthfair.errors import SynthfairError
-from synthfair.generate.finalize import finalize
 from synthfair.generate.runner import GenerateConfig, generate
 from synthfair.release import layout
+from synthfair.release.finalize import finalize
 
 CONFIG = GenerateConfig(engine=EngineConfig(steps=3, batch_size=4))
 

@@ -20,14 +20,14 @@ import pyarrow.parquet as pq
 
 from synthfair.errors import SynthfairError
 from synthfair.fileio import atomic_write, sha256_file, write_json
-from synthfair.generate.card import numbers_section, size_category
-from synthfair.generate.plan import read_plan
 from synthfair.release import layout
+from synthfair.release.card import numbers_section, size_category
+from synthfair.release.layout import read_plan
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 NUMBERS_START = "<!-- synthfair:numbers:start -->"
 NUMBERS_END = "<!-- synthfair:numbers:end -->"
-MANIFEST_SHARD_FIELDS = ("url", "sha256", "md5sum", "filesize", "nsamples", "failed", "first_key", "last_key")
+MANIFEST_SHARD_FIELDS = ("url", "sha256", "filesize", "nsamples", "failed", "first_key", "last_key")
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def samples_table(out: Path, n_shards: int, taxonomy: Taxonomy) -> pa.Table:
 
 def shard_index(shards: list[dict[str, Any]]) -> dict[str, Any]:
     """The wids shard index (``wids-shard-index-v1``) of the release's shards; URLs relative to the file."""
-    shardlist = [{k: s[k] for k in ("url", "md5sum", "nsamples", "filesize")} for s in shards]
+    shardlist = [{k: s[k] for k in ("url", "nsamples", "filesize")} for s in shards]
     return {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": "synthfair", "shardlist": shardlist}
 
 
@@ -124,7 +124,7 @@ def _generator(manifest: dict) -> str:
 
 def render_card(manifest: dict, stats: list[dict], samples: pd.DataFrame, taxonomy: Taxonomy) -> str:
     """The dataset card template with its tokens and numbers section filled from the release."""
-    template = resources.files("synthfair.generate").joinpath("card_template.md").read_text()
+    template = resources.files("synthfair.release").joinpath("card_template.md").read_text()
     tokens = {
         "{size_category}": size_category(manifest["nsamples"]),
         "{dataset_version}": manifest["dataset_version"],
@@ -139,7 +139,7 @@ def render_card(manifest: dict, stats: list[dict], samples: pd.DataFrame, taxono
     if not start or not end:
         raise SynthfairError(
             f"the dataset card template has no {NUMBERS_START} ... {NUMBERS_END} section",
-            "restore synthfair/generate/card_template.md",
+            "restore synthfair/release/card_template.md",
         )
     errors = Counter()
     for s in stats:
