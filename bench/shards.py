@@ -1,12 +1,15 @@
 """The shard writer against a bare ``webdataset.TarWriter``, as generation and preprocessing use it.
 
 Both write the same encoded samples (16-bit PNG + JSON, already encoded: only the writing is timed) into a
-tar, alternating, ``--repeats`` times each (medians and their ratio):
+tar, alternating, ``--repeats`` times each, each run after an untimed ``sync`` (medians and their ratios):
 
-1. bare: ``webdataset.TarWriter`` on an open file, nothing else;
+1. bare: ``webdataset.TarWriter`` on an open file, nothing else (the data may still be in the page cache when
+   it ends);
 2. synthfair: `synthfair.shardjob.Committer`, as `preprocess` and `generate` write their shards: everything
    a resumable shard needs: the tar hashed (sha256) while it is written, under a temporary name, fsynced and
-   renamed; the status Parquet; the stats JSON; each shard committed while the next one is written.
+   renamed; the status Parquet; the stats JSON; each shard committed while the next one is written;
+3. bare + fsync: the bare writer with each tar fsynced when closed: the durable peer. Once a job writes
+   more than the disk absorbs while it runs, durability costs disk time, whoever writes.
 
     python bench/shards.py [--samples 2000] [--size 256] [--shards 4] [--repeats 5]
 """
@@ -54,6 +57,19 @@ def bare(out: Path, shards: list[list[dict]]) -> None:
                 tar.write(sample)
 
 
+def bare_durable(out: Path, shards: list[list[dict]]) -> None:
+    import webdataset as wds
+
+    (out / "shards").mkdir(parents=True)
+    for i, samples in enumerate(shards):
+        with open(out / "shards" / f"{i:06d}.tar", "wb") as f:
+            with wds.TarWriter(f, encoder=False) as tar:
+                for sample in samples:
+                    tar.write(sample)
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def synthfair_writer(out: Path, shards: list[list[dict]]) -> None:
     (out / "shards").mkdir(parents=True)
     with shardjob.Committer() as committer:
@@ -78,12 +94,17 @@ def main() -> None:
         f"{len(samples)} samples ({args.size}² 16-bit PNG + JSON, {nbytes / 1e6:.0f} MB) "
         f"in {len(shards)} shards"
     )
-    runs = {"bare webdataset.TarWriter": bare, "synthfair shard job": synthfair_writer}
+    runs = {
+        "bare webdataset.TarWriter": bare,
+        "synthfair shard job": synthfair_writer,
+        "bare TarWriter + fsync": bare_durable,
+    }
     times: dict[str, list[float]] = {label: [] for label in runs}
     with tempfile.TemporaryDirectory(prefix="bench-shards-", dir=".") as tmp:
         for _ in range(args.repeats):
             for label, run in runs.items():
                 out = Path(tmp) / "out"
+                os.sync()  # untimed: no run pays for the write-back of the one before it
                 start = time.perf_counter()
                 run(out, shards)
                 times[label].append(time.perf_counter() - start)
@@ -95,10 +116,10 @@ def main() -> None:
             f"  {label:<26} {median:6.2f} s ({min(seconds):.2f}-{max(seconds):.2f})  "
             f"{len(samples) / median:8.0f} samples/s  {nbytes / 1e6 / median:6.0f} MB/s"
         )
-    ratio = statistics.median(times["bare webdataset.TarWriter"]) / statistics.median(
-        times["synthfair shard job"]
-    )
-    print(f"  synthfair's samples/s relative to the bare TarWriter: {ratio:.2f}x")
+    ours = statistics.median(times["synthfair shard job"])
+    for peer in ("bare webdataset.TarWriter", "bare TarWriter + fsync"):
+        ratio = statistics.median(times[peer]) / ours
+        print(f"  synthfair's samples/s relative to the {peer}: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
