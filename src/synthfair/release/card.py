@@ -54,7 +54,7 @@ def numbers_section(
         "\n### Samples per covariate value (after intervention)\n",
     ]
     for spec in taxonomy:
-        parts += [f"\n**{spec.name}**\n", _covariate(spec, samples)]
+        parts += [f"\n**{spec.name}**\n", _covariate(spec, samples, taxonomy)]
     axes = intersection_axes(taxonomy)
     if axes:
         parts += [
@@ -79,16 +79,7 @@ def intersection_axes(taxonomy: Taxonomy) -> list[str]:
     ]
 
 
-def grouped(spec: Covariate, column: pd.Series) -> pd.Series:
-    """A covariate column as group labels: values, or bin labels for a continuous covariate; "missing"."""
-    if spec.kind == "continuous":
-        labels = column.map(lambda v: spec.bin_label(None if pd.isna(v) else float(v)))
-    else:
-        labels = column
-    return labels.fillna("missing").astype(str)
-
-
-def _covariate(spec: Covariate, samples: pd.DataFrame) -> str:
+def _covariate(spec: Covariate, samples: pd.DataFrame, taxonomy: Taxonomy) -> str:
     if spec.kind == "multilabel":
         rows = []
         for label in spec.values:
@@ -108,11 +99,11 @@ def _covariate(spec: Covariate, samples: pd.DataFrame) -> str:
                 ]
             ],
         )
-    return _counts(grouped(spec, samples[spec.name]), spec.name)
+    return _counts(taxonomy.group_labels(samples, [spec.name])[spec.name], spec.name)
 
 
 def _intersections(samples: pd.DataFrame, taxonomy: Taxonomy, axes: Sequence[str]) -> str:
-    frame = pd.DataFrame({name: grouped(taxonomy[name], samples[name]) for name in axes})
+    frame = taxonomy.group_labels(samples, axes).astype(str)  # the subgroup labels of every report
     counts = frame.value_counts().sort_index()
     total = max(int(counts.sum()), 1)
     rows = [[*key, int(n), f"{n / total:.1%}"] for key, n in counts.items()]
