@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import fsspec
 
+import sidebyside  # bench/: this script's own folder
 from synthfair.release import download, serve
 
 BLOCK = 8 << 20
@@ -107,27 +107,15 @@ def curl_and_sha256sum(url: str, files: list[str], dest: Path) -> None:
 
 def end_to_end(url: str, files: list[str], tmp: Path, nbytes: int, repeats: int) -> None:
     """The command and its peer, alternating, ``repeats`` times each into an empty directory."""
-    times: dict[str, list[float]] = {"synthfair download": [], "curl + sha256sum -c": []}
+    dest = tmp / "dest-e2e"
     runs = {
-        "synthfair download": lambda d: synthfair_command(url, d),
-        "curl + sha256sum -c": lambda d: curl_and_sha256sum(url, files, d),
+        "synthfair download": lambda: synthfair_command(url, dest),
+        "curl + sha256sum -c": lambda: curl_and_sha256sum(url, files, dest),
     }
-    for _ in range(repeats):
-        for label, run in runs.items():
-            dest = tmp / "dest-e2e"
-            start = time.perf_counter()
-            run(dest)
-            times[label].append(time.perf_counter() - start)
-            shutil.rmtree(dest)
-    print(f"end to end, {repeats} runs each, alternating (median, min-max):")
-    for label, seconds in times.items():
-        median = statistics.median(seconds)
-        print(
-            f"  {label:<24} {median:6.2f} s ({min(seconds):.2f}-{max(seconds):.2f})  "
-            f"{nbytes / 1e6 / median:8.1f} MB/s"
-        )
-    ratio = statistics.median(times["curl + sha256sum -c"]) / statistics.median(times["synthfair download"])
-    print(f"  synthfair download speed relative to curl + sha256sum -c: {ratio:.2f}x")
+    times = sidebyside.alternate(runs, repeats, after=lambda: shutil.rmtree(dest))
+    sidebyside.report(times, "end to end", rate=lambda seconds: f"{nbytes / 1e6 / seconds:8.1f} MB/s")
+    speed = sidebyside.ratio(times, "synthfair download", "curl + sha256sum -c")
+    print(f"  synthfair download speed relative to curl + sha256sum -c: {speed:.2f}x")
 
 
 def half_done(release: Path, dest: Path, files: list[str]) -> None:

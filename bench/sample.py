@@ -14,11 +14,11 @@ script that reads the same file, draws the same spec (`naive_sample`) and writes
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+import sidebyside  # bench/: this script's own folder
 
 SPEC = {
     "size": 20000,
@@ -136,17 +138,12 @@ def end_to_end(path: Path, repeats: int) -> None:
             str(path.parent / "peer.parquet"),
         ],
     }
-    times: dict[str, list[float]] = {label: [] for label in commands}
-    for _ in range(repeats):
-        for label, command in commands.items():
-            start = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True)
-            times[label].append(time.perf_counter() - start)
-    print(f"end to end, {repeats} runs each, alternating (median, min-max):")
-    for label, seconds in times.items():
-        print(f"  {label:<17} {statistics.median(seconds):6.2f} s ({min(seconds):.2f}-{max(seconds):.2f})")
-    ratio = statistics.median(times["pandas peer"]) / statistics.median(times["synthfair sample"])
-    print(f"  synthfair sample is {ratio:.2f}x as fast as the pandas peer")
+    run = functools.partial(subprocess.run, check=True, capture_output=True)
+    runs = {label: functools.partial(run, command) for label, command in commands.items()}
+    times = sidebyside.alternate(runs, repeats)
+    sidebyside.report(times, "end to end")
+    speed = sidebyside.ratio(times, "synthfair sample", "pandas peer")
+    print(f"  synthfair sample is {speed:.2f}x as fast as the pandas peer")
 
 
 def _run(method: str, path: Path, repeats: int) -> dict:

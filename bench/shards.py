@@ -17,18 +17,18 @@ tar, alternating, ``--repeats`` times each, each run after an untimed ``sync`` (
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import shutil
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+import sidebyside  # bench/: this script's own folder
 from synthfair import shardjob
 from synthfair.images.png16 import encode_png16
 
@@ -99,27 +99,22 @@ def main() -> None:
         "synthfair shard job": synthfair_writer,
         "bare TarWriter + fsync": bare_durable,
     }
-    times: dict[str, list[float]] = {label: [] for label in runs}
     with tempfile.TemporaryDirectory(prefix="bench-shards-", dir=".") as tmp:
-        for _ in range(args.repeats):
-            for label, run in runs.items():
-                out = Path(tmp) / "out"
-                os.sync()  # untimed: no run pays for the write-back of the one before it
-                start = time.perf_counter()
-                run(out, shards)
-                times[label].append(time.perf_counter() - start)
-                shutil.rmtree(out)
-    print(f"{args.repeats} runs each, alternating (median, min-max):")
-    for label, seconds in times.items():
-        median = statistics.median(seconds)
-        print(
-            f"  {label:<26} {median:6.2f} s ({min(seconds):.2f}-{max(seconds):.2f})  "
-            f"{len(samples) / median:8.0f} samples/s  {nbytes / 1e6 / median:6.0f} MB/s"
+        out = Path(tmp) / "out"
+        times = sidebyside.alternate(
+            {label: functools.partial(run, out, shards) for label, run in runs.items()},
+            args.repeats,
+            before=os.sync,  # untimed: no run pays for the write-back of the one before it
+            after=lambda: shutil.rmtree(out),
         )
-    ours = statistics.median(times["synthfair shard job"])
+    sidebyside.report(
+        times,
+        "written",
+        rate=lambda seconds: f"{len(samples) / seconds:8.0f} samples/s  {nbytes / 1e6 / seconds:6.0f} MB/s",
+    )
     for peer in ("bare webdataset.TarWriter", "bare TarWriter + fsync"):
-        ratio = statistics.median(times[peer]) / ours
-        print(f"  synthfair's samples/s relative to the {peer}: {ratio:.2f}x")
+        speed = sidebyside.ratio(times, "synthfair shard job", peer)
+        print(f"  synthfair's samples/s relative to the {peer}: {speed:.2f}x")
 
 
 if __name__ == "__main__":

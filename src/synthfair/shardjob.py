@@ -7,11 +7,13 @@
     OUT/shards/000000_stats.json   written last: its existence marks the shard as done
 
     claim(out / "release.json", request, "release")          # first run records, later runs must match
-    if not is_done(out, shard):
-        stats = write_shard(out, shard, samples, STATUS_SCHEMA, summarize)
+    with Committer() as committer:          # each shard committed while the next one is written
+        for shard in (s for s in shards if not is_done(out, s)):
+            committer.write(out, shard, samples(shard), STATUS_SCHEMA, summarize)
+    # or one shard, committed before it returns: stats = write_shard(out, shard, samples, ...)
 
-Each file is written under a temporary name and renamed (`synthfair.fileio.atomic_write`), so a killed run
-leaves only temporaries, which `write_shard` removes before redoing the shard.
+Each file is written under a temporary name, made durable and renamed (`synthfair.fileio.staged_write`), so a
+killed run leaves only temporaries, which the next write of that shard removes before redoing it.
 """
 
 from __future__ import annotations

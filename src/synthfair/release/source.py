@@ -205,7 +205,7 @@ def parse_sums(text: str, where: str = SUMS_FILE) -> dict[str, str]:
             continue
         match = SUMS_LINE.fullmatch(line.rstrip("\r"))
         name = match and match.group(2)
-        if not match or not safe_relative(name) or name in sums:
+        if not match or not inside_root(name) or name in sums:
             shown = line[:120] + ("..." if len(line) > 120 else "")
             what = "a repeated path" if match and name in sums else "not `<sha256>  <relative path>`"
             raise SynthfairError(
@@ -217,12 +217,6 @@ def parse_sums(text: str, where: str = SUMS_FILE) -> dict[str, str]:
     if not sums:
         raise SynthfairError(f"{where} lists no file", "the release's checksum list is damaged or empty")
     return sums
-
-
-def safe_relative(path: str) -> bool:
-    """Whether ``path`` (from a release: untrusted) is relative and stays under the release's root."""
-    pure = PurePosixPath(path)
-    return bool(path) and not pure.is_absolute() and ".." not in pure.parts and "\\" not in path
 
 
 def read_release_file(release: str | Path, name: str) -> tuple[bytes, str]:
