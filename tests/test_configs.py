@@ -27,7 +27,7 @@ def count(module: torch.nn.Module) -> int:
 
 
 def test_the_presets_are_there():
-    assert {p.stem for p in PRESETS} >= {"phantom-64", "real-256", "real-512"}
+    assert {p.stem for p in PRESETS} >= {"phantom-base-64", "phantom-64", "real-256", "real-512"}
     assert not [p for p in CONFIGS.iterdir() if p.suffix not in (".yaml", ".md")]
 
 
@@ -39,7 +39,7 @@ def test_every_preset_loads(path):
     assert config.model.sample_size == int(re.search(r"(\d+)$", path.stem).group(1))
 
 
-@pytest.mark.parametrize("path", [p for p in PRESETS if p.stem != "phantom-64"], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in PRESETS if p.stem.startswith("real")], ids=lambda p: p.stem)
 def test_gpu_presets_have_the_stated_size(path):
     """Built on the meta device: shapes only, no memory or initialization."""
     config = load_train_config(path)
@@ -49,10 +49,11 @@ def test_gpu_presets_have_the_stated_size(path):
     assert count(unet) == pytest.approx(stated_parameters(path), rel=0.05)
 
 
-def test_phantom_preset_builds_and_has_the_stated_size():
-    config = load_train_config(CONFIGS / "phantom-64.yaml")
+@pytest.mark.parametrize("name", ["phantom-base-64", "phantom-64"])
+def test_phantom_presets_build_and_have_the_stated_size(name):
+    config = load_train_config(CONFIGS / f"{name}.yaml")
     model = DiffusionModel.create(config.model)
-    assert count(model.unet) == pytest.approx(stated_parameters(CONFIGS / "phantom-64.yaml"), rel=0.05)
+    assert count(model.unet) == pytest.approx(stated_parameters(CONFIGS / f"{name}.yaml"), rel=0.05)
     x = torch.zeros(2, 1, 64, 64)
     with torch.no_grad():
         eps = model.eps(x, 999, model.encoder.null(torch.zeros(2, model.encoder.dim)))

@@ -39,3 +39,36 @@ def test_demo_writes_source_grid_and_report(tmp_path):
     ).is_file()
     request = json.loads((result.study_release / "release.json").read_text())
     assert request["generator"] == "phantom" and request["checkpoint_sha256"] is None  # the exact engine
+
+
+def test_demo_training_chains_the_shipped_stages(cache, tmp_path, monkeypatch):
+    """`--train` runs train-base.yaml then train.yaml, the second from the first's model (tiny stand-ins)."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from conftest import TINY_MODEL
+    from synthfair import demo
+    from synthfair.model.diffusion import ModelConfig
+    from synthfair.model.train import load_train_config
+
+    def tiny(path):
+        config = load_train_config(path)
+        return replace(config, model=ModelConfig(**TINY_MODEL), steps=2, batch_size=4, checkpoint_every=1)
+
+    monkeypatch.setattr(demo, "load_train_config", tiny)
+    model = tmp_path / "runs" / "phantom-64"
+    demo._train(SimpleNamespace(result=SimpleNamespace(train_caches=[cache, cache], model=model)))
+    first = tmp_path / "runs" / "phantom-64-stage1"
+    assert (first / "model" / "synthfair_model.json").is_file()
+    assert (model / "model" / "synthfair_model.json").is_file()
+    final = json.loads((model / "train.json").read_text())["config"]
+    assert final["init_from"] == str(first) and final["oversample"]["findings.cardiomegaly"] == 3
+
+
+def test_demo_training_needs_one_subject_count_per_stage():
+    import pytest
+
+    from synthfair.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train_n=\(3000,\).*give one count"):
+        DemoConfig(train=True, train_n=(3000,))

@@ -1,9 +1,14 @@
+import hashlib
+from pathlib import Path
+
 import pytest
 
 from synthfair.counterfactual import CounterfactualEngine
 from synthfair.errors import SynthfairError
 from synthfair.model.train import load_train_config
-from synthfair.pretrained import TRAIN_CONFIG, pretrained_path
+from synthfair.pretrained import TRAIN_CONFIG, TRAIN_STAGES, pretrained_path
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_the_shipped_model_loads_with_its_scm_and_config():
@@ -14,7 +19,21 @@ def test_the_shipped_model_loads_with_its_scm_and_config():
     assert engine.size == 64 and engine.scm is not None
     config = load_train_config(path / TRAIN_CONFIG)
     assert config.model == engine.model.config
-    assert (path / "PROVENANCE.md").read_text().count("synthfair") >= 2
+    provenance = (path / "PROVENANCE.md").read_text()
+    assert provenance.count("synthfair") >= 2
+    for name in ("unet/diffusion_pytorch_model.safetensors", "scm/scm.json", "subjects.npy"):
+        assert hashlib.sha256((path / name).read_bytes()).hexdigest() in provenance, name
+
+
+def test_the_shipped_training_stages_are_the_presets_and_chain():
+    """train-base.yaml then train.yaml, the same files as configs/phantom-base-64.yaml and phantom-64.yaml;
+    the second starts from the first's run."""
+    path = pretrained_path("phantom-64")
+    presets = ["phantom-base-64.yaml", "phantom-64.yaml"]
+    assert [(path / s).read_text() for s in TRAIN_STAGES] == [(CONFIGS / p).read_text() for p in presets]
+    base, final = (load_train_config(path / s) for s in TRAIN_STAGES)
+    assert base.init_from is None and final.init_from == "runs/phantom-base-64"
+    assert base.model == final.model
 
 
 def test_unknown_pretrained_name():
@@ -23,8 +42,6 @@ def test_unknown_pretrained_name():
 
 
 def test_the_shipped_oracles_load_predict_and_match_their_provenance():
-    import hashlib
-
     import numpy as np
 
     from synthfair.evaluate.oracles import Oracles

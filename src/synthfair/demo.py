@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -46,7 +46,7 @@ from synthfair.phantom.engine import PhantomEngineConfig
 from synthfair.phantom.grid import render_grid
 from synthfair.phantom.simulator import Phantom, PhantomConfig
 from synthfair.phantom.source import write_source
-from synthfair.pretrained import TRAIN_CONFIG, pretrained_path
+from synthfair.pretrained import TRAIN_STAGES, pretrained_path
 from synthfair.sampling import (
     bias_spec_from_dict,
     load_bias_spec,
@@ -68,7 +68,7 @@ class DemoConfig:
     anatomy: str = "ct"
     cache_size: int = 64  # preprocessed (training) image size
     train: bool = False  # retrain the phantom-64 model (about an hour on 2 cores) instead of the shipped one
-    train_n: int = 3000  # phantom subjects rendered for training when train=True
+    train_n: tuple[int, ...] = (3000, 10000)  # phantom subjects (seed + 1) each training stage learns from
     truth_subjects: int = 4  # held-out subjects whose model counterfactuals are compared with the truth
     truth_draws: int = 8  # posterior draws of each counterfactual's unidentified part (the ceilings)
     cf_steps: int | None = None  # diffusion steps of the engine; None = the model's recommended settings
@@ -84,6 +84,14 @@ class DemoConfig:
     study_epochs: int = 30  # of each cell's downstream classifier
     fidelity_families: int = 80  # the model's release of the study plan: its first families
     fidelity_size: int = 56  # samples per fidelity cell (strengths 0 and 0.9), drawn from those families
+
+    def __post_init__(self):
+        if self.train and len(self.train_n) != len(TRAIN_STAGES):
+            raise ConfigError(
+                f"DemoConfig.train_n={self.train_n}: {len(self.train_n)} subject counts for phantom-64's "
+                f"{len(TRAIN_STAGES)} training stages ({', '.join(TRAIN_STAGES)})",
+                "give one count of training subjects per stage",
+            )
 
 
 DEMO_ORACLES = ("age", "sex", "findings", "view", "device")
@@ -162,6 +170,7 @@ class DemoResult:
     fidelity: Path
     report: Path
     train_cache: Path | None = None  # the model's training subjects (all of them, or a sample for privacy)
+    train_caches: list[Path] = field(default_factory=list)  # each training stage's subjects (train=True)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -339,14 +348,25 @@ def _preprocess(run: _Run) -> str:
 
 def _training_subjects(run: _Run) -> str:
     c = run.config
-    n = c.train_n if c.train else c.privacy_n
-    run.result.train_cache = _training_cache(run.result, c, run.phantom_config, run.on_image, n)
+    counts = c.train_n if c.train else (c.privacy_n,)
+    caches = [_training_cache(run.result, c, run.phantom_config, run.on_image, n) for n in counts]
+    run.result.train_caches = caches
+    run.result.train_cache = caches[-1]  # the largest: the first subjects of seed + 1 are every stage's
     return ""
 
 
 def _train(run: _Run) -> str:
-    train_config = load_train_config(pretrained_path("phantom-64") / TRAIN_CONFIG)
-    train(train_config, run.result.train_cache, run.result.model, resume="latest")
+    """phantom-64's training stages, each on its own subjects and from the model of the stage before."""
+    stages, caches = TRAIN_STAGES, run.result.train_caches
+    previous = None
+    for i, (name, cache) in enumerate(zip(stages, caches, strict=True)):
+        config = load_train_config(pretrained_path("phantom-64") / name)
+        if previous is not None:
+            config = replace(config, init_from=str(previous))
+        last = i == len(stages) - 1
+        out = run.result.model if last else run.result.model.with_name(f"phantom-64-stage{i + 1}")
+        train(config, cache, out, resume="latest")
+        previous = out
     return ""
 
 
@@ -587,7 +607,7 @@ def _engine(result: DemoResult, config: DemoConfig) -> EngineConfig:
 
 def _training_cache(result: DemoResult, config: DemoConfig, phantom_config: PhantomConfig, on_image, n: int):
     """Render the first ``n`` subjects of seed + 1 at 64x64 (disjoint from the demo's subjects; the shipped
-    model was trained on the first 32,000 of seed 1) and preprocess them; returns the cache."""
+    model was trained on the first 3,000, then the first 10,000 of seed 1) and preprocess them; the cache."""
     return _phantom_cache(
         result.out / f"train-data-{n}", n, config.seed + 1, config, phantom_config, on_image
     )

@@ -22,7 +22,8 @@ def demo(
     train: Annotated[
         bool,
         typer.Option(
-            "--train", help="Retrain the phantom-64 model (~1 hour on 2 cores) instead of the shipped one."
+            "--train",
+            help="Retrain the phantom-64 model (two stages, ~2 hours on 2 cores) instead of the shipped one.",
         ),
     ] = False,
 ) -> None:

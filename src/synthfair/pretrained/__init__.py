@@ -17,7 +17,9 @@ from synthfair.errors import SynthfairError, did_you_mean
 
 MARKERS = {"phantom-64": "synthfair_model.json", "oracles-phantom-64": "oracles.json"}  # name -> its marker
 NAMES = tuple(MARKERS)
-TRAIN_CONFIG = "train.yaml"  # the training configuration the shipped weights were made with
+TRAIN_CONFIG = "train.yaml"  # the training configuration of the shipped weights' last stage
+# phantom-64's training stages in order (each later one fine-tunes the model of the one before: init_from)
+TRAIN_STAGES = ("train-base.yaml", TRAIN_CONFIG)
 
 
 def pretrained_path(name: str = "phantom-64") -> Path:
