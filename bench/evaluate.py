@@ -5,7 +5,7 @@ then times the evaluator's stages (reading the shards, the oracles' predictions 
 truth re-render, the whole `evaluate` with the generator and the training images) and prints images/s and
 the headline soundness numbers per intervention.
 
-    python bench/evaluate.py --index demo/index --train-data data/cache-64 [--families 40] [--out bench-eval]
+    python bench/evaluate.py --index demo/index --train-data data/cache-10k [--families 40] [--out bench-eval]
 """
 
 from __future__ import annotations

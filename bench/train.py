@@ -11,7 +11,8 @@ Both run in this process on the CPU with torch's default threads. Images/s is me
 steps after ``--warmup`` steps. The data is the demo's 64^2 cache (``synthfair demo`` writes demo/cache-64);
 without one, a 256-subject procedural phantom cache is made in a temporary directory.
 
-    python bench/train.py [--config configs/phantom-64.yaml] [--data demo/cache-64] [--steps 10] [--warmup 2]
+    python bench/train.py [--config configs/phantom-base-64.yaml] [--data demo/cache-64] [--steps 10]
+        [--warmup 2]
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def report(name: str, times: list[float], batch: int, params: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "phantom-64.yaml")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "phantom-base-64.yaml")
     parser.add_argument("--data", type=Path, default=ROOT / "demo" / "cache-64")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)

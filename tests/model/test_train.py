@@ -139,3 +139,15 @@ def test_oversampling_is_read_from_the_yaml_config_and_refused_before_any_work(c
     with pytest.raises(ConfigError, match="cardiomegly"):
         train(dataclasses.replace(config, oversample={"findings.cardiomegly": 3}), cache, tmp_path / "typo")
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_missing_init_from_is_refused_before_any_work(cache, tiny_config, tmp_path):
+    """The shipped recipe's stage 2 names stage 1's run (runs/phantom-base-64): absent, say so first."""
+    import dataclasses
+
+    from synthfair.errors import ConfigError
+
+    config = dataclasses.replace(tiny_config, init_from=str(tmp_path / "runs" / "phantom-base-64"))
+    with pytest.raises(ConfigError, match=r"init_from: no model at .*phantom-base-64.*train the run"):
+        train(config, cache, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

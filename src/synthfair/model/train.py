@@ -138,13 +138,14 @@ def train(
     taxonomy = taxonomy or load_taxonomy()
     _engine_settings(config)  # refuse bad engine settings before any work
     oversample_rules(config.oversample, taxonomy)  # and a typo in oversample:
+    init_source = _init_source(config)  # and a model to start from that is not there
     accelerator = Accelerator(mixed_precision=_precision(config), cpu=not torch.cuda.is_available())
     dataset = CacheDataset(data, split=config.split, in_memory=config.in_memory)
     _check_size(dataset, config)
     order = oversampled([dataset.covariates(i) for i in range(len(dataset))], config.oversample, taxonomy)
     model = DiffusionModel.create(config.model, taxonomy, seed=config.seed)
-    if config.init_from:
-        _init_weights(model, config)
+    if init_source is not None:
+        _init_weights(model, init_source, config)
     classifiers = _classifiers(config.tuning, accelerator.device)
     unet = model.unet
     ema = EMAModel(
@@ -260,9 +261,22 @@ def _classifiers(tuning: TuningConfig, device):
     return classifiers
 
 
-def _init_weights(model: DiffusionModel, config: TrainConfig) -> None:
-    """Load ``config.init_from``'s weights (a model directory or a shipped model's name) into ``model``."""
-    source = DiffusionModel.load(resolve_model(config.init_from), model.encoder.taxonomy)
+def _init_source(config: TrainConfig) -> Path | None:
+    """The model directory ``config.init_from`` names (a run, a model directory or a shipped model's name)."""
+    if not config.init_from:
+        return None
+    try:
+        return resolve_model(config.init_from)
+    except SynthfairError as err:
+        raise ConfigError(
+            f"init_from: {err.message}",
+            "train the run it names first (a preset's comments give the commands), or correct the path",
+        ) from None
+
+
+def _init_weights(model: DiffusionModel, source_dir: Path, config: TrainConfig) -> None:
+    """Load the weights of ``source_dir`` (``config.init_from``'s model) into ``model``."""
+    source = DiffusionModel.load(source_dir, model.encoder.taxonomy)
     if source.config != config.model:
         raise ConfigError(
             f"init_from {config.init_from} has model config {source.config}, this run {config.model}",
