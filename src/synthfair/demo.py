@@ -67,7 +67,7 @@ class DemoConfig:
     grid_size: int = 160
     anatomy: str = "ct"
     cache_size: int = 64  # preprocessed (training) image size
-    train: bool = False  # retrain the phantom-64 model (about an hour on 2 cores) instead of the shipped one
+    train: bool = False  # retrain phantom-64 (two stages, ~2 hours on 2 cores) instead of the shipped one
     train_n: tuple[int, ...] = (3000, 10000)  # phantom subjects (seed + 1) each training stage learns from
     truth_subjects: int = 4  # held-out subjects whose model counterfactuals are compared with the truth
     truth_draws: int = 8  # posterior draws of each counterfactual's unidentified part (the ceilings)
@@ -351,7 +351,7 @@ def _training_subjects(run: _Run) -> str:
     counts = c.train_n if c.train else (c.privacy_n,)
     caches = [_training_cache(run.result, c, run.phantom_config, run.on_image, n) for n in counts]
     run.result.train_caches = caches
-    run.result.train_cache = caches[-1]  # the largest: the first subjects of seed + 1 are every stage's
+    run.result.train_cache = caches[-1]  # the largest: it holds every stage's subjects
     return ""
 
 
