@@ -638,7 +638,8 @@ def _truth_section(result: DemoResult, comparison, config: DemoConfig) -> str:
         f"{engine.guidance:g} {dict(engine.group_guidance)} away from the {engine.guide} condition, "
         f"{'masked local edits' if engine.mask else 'no masks'}. The image model gets the true "
         "counterfactual covariates.",
-        f"Grid (per subject: truth above, model below) -> `{result.truth_grid}`",
+        f"Grid (per subject: truth, model, then the true edit and the model's edit on one scale, grey = no "
+        f"change) -> `{result.truth_grid}`",
         "",
         "captured = 1 - mean |model - truth| / mean |factual - truth| (1 exact, 0 doing nothing); cosine "
         "between the model's edit and the true edit; magnitude = |model edit| / |true edit|. The ceilings "

@@ -19,8 +19,11 @@ def test_comparison_table_and_grid(trained_run, procedural_phantom):
     assert table.loc["age=85", "mae_unchanged"] > 0  # the phantom really changes the image
     assert -1 <= table.loc["age=85", "cosine"] <= 1 and table.loc["age=85", "magnitude"] >= 0
     assert result.model.shape == result.truth.shape == (2, 3, 16, 16)
-    picture = result.grid(rows=2)
-    assert picture.size == (3 * 16, 18 + 2 * 2 * 16)
+    assert result.grid(rows=2, edits=False).size == (3 * 16, 18 + 2 * 2 * 16)
+    picture = np.asarray(result.grid(rows=2))  # truth, model, true edit, model edit per subject
+    assert picture.shape == (18 + 2 * 4 * 16, 3 * 16)
+    null_edits = picture[18 + 2 * 16 : 18 + 4 * 16, :16]  # the factual column: no edit, all grey
+    assert np.all(np.abs(null_edits.astype(int) - 127) <= 1)
 
 
 def test_scores_of_the_truth_of_doing_nothing_and_the_ceiling(procedural_phantom):

@@ -60,16 +60,25 @@ class TruthComparison:
     model: np.ndarray  # (S, I, H, W) model counterfactuals
     labels: tuple[str, ...]
 
-    def grid(self, rows: int = 4) -> Image.Image:
-        """8-bit picture: per subject two rows, truth above model; one column per intervention."""
+    def grid(self, rows: int = 4, edits: bool = True) -> Image.Image:
+        """8-bit picture, one column per intervention; per subject the truth above the model and, with
+        ``edits``, the true edit (truth - factual) above the model's (model - factual), both on one scale, the
+        larger edit's (grey: no change; white: brighter): where the model puts its edit, and how much."""
         s, i, h, w = self.model.shape
         rows = min(rows, s)
-        canvas = np.zeros((18 + rows * 2 * h, i * w), np.uint8)
+        panels = 4 if edits else 2
+        canvas = np.zeros((18 + rows * panels * h, i * w), np.uint8)
         for r in range(rows):
             for j in range(i):
-                top = 18 + r * 2 * h
-                canvas[top : top + h, j * w : (j + 1) * w] = self.truth[r, j] * 255
-                canvas[top + h : top + 2 * h, j * w : (j + 1) * w] = self.model[r, j] * 255
+                true_edit = self.truth[r, j] - self.factual[r]
+                model_edit = self.model[r, j] - self.factual[r]
+                scale = 0.5 / max(float(np.abs(true_edit).max()), float(np.abs(model_edit).max()), 1e-3)
+                images = [self.truth[r, j], self.model[r, j]]
+                if edits:
+                    images += [0.5 + scale * true_edit, 0.5 + scale * model_edit]
+                for k, image in enumerate(images):
+                    top = 18 + (r * panels + k) * h
+                    canvas[top : top + h, j * w : (j + 1) * w] = np.clip(image, 0.0, 1.0) * 255
         picture = Image.fromarray(canvas, mode="L")
         draw = ImageDraw.Draw(picture)
         for j, label in enumerate(self.labels):
