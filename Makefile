@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synthfair-installed
 DEMO_OUT ?= demo
-# make demo TRAIN=1 retrains the phantom-64 model (its two stages: about two hours on 2 cores) and the oracles
+# make demo TRAIN=1 retrains the phantom-64 model (its three stages: ~3.5 hours on 2 cores) and the oracles
 
 .PHONY: install demo test lint bench clean
 

@@ -212,7 +212,7 @@ def main() -> None:
     model = model_counterfactuals(engine, exact)
     seconds = time.perf_counter() - t
     local = lambda c: bool(c) and all(phantom.taxonomy[n].extent == "local" for n in c)  # noqa: E731
-    nfe = [config.evaluations(tuple(c), local(c)) for row in exact.changes for c in row if c]
+    nfe = [engine.evaluations(tuple(c), local(c)) for row in exact.changes for c in row if c]
     table = score(exact, model)
     independence = None
     if args.oracles:  # refuses oracles that trained or guided the model (counterfactual fine-tuning)

@@ -27,7 +27,13 @@ def count(module: torch.nn.Module) -> int:
 
 
 def test_the_presets_are_there():
-    assert {p.stem for p in PRESETS} >= {"phantom-base-64", "phantom-64", "real-256", "real-512"}
+    assert {p.stem for p in PRESETS} >= {
+        "phantom-base-64",
+        "phantom-findings-64",
+        "phantom-64",
+        "real-256",
+        "real-512",
+    }
     assert not [p for p in CONFIGS.iterdir() if p.suffix not in (".yaml", ".md")]
 
 
@@ -49,7 +55,7 @@ def test_gpu_presets_have_the_stated_size(path):
     assert count(unet) == pytest.approx(stated_parameters(path), rel=0.05)
 
 
-@pytest.mark.parametrize("name", ["phantom-base-64", "phantom-64"])
+@pytest.mark.parametrize("name", ["phantom-base-64", "phantom-findings-64", "phantom-64"])
 def test_phantom_presets_build_and_have_the_stated_size(name):
     config = load_train_config(CONFIGS / f"{name}.yaml")
     model = DiffusionModel.create(config.model)

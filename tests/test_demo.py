@@ -42,7 +42,8 @@ def test_demo_writes_source_grid_and_report(tmp_path):
 
 
 def test_demo_training_chains_the_shipped_stages(cache, tmp_path, monkeypatch):
-    """`--train` runs train-base.yaml then train.yaml, the second from the first's model (tiny stand-ins)."""
+    """`--train` runs train-base.yaml, train-findings.yaml then train.yaml, each from the model of the one
+    before (tiny stand-ins)."""
     from dataclasses import replace
     from types import SimpleNamespace
 
@@ -57,12 +58,30 @@ def test_demo_training_chains_the_shipped_stages(cache, tmp_path, monkeypatch):
 
     monkeypatch.setattr(demo, "load_train_config", tiny)
     model = tmp_path / "runs" / "phantom-64"
-    demo._train(SimpleNamespace(result=SimpleNamespace(train_caches=[cache, cache], model=model)))
-    first = tmp_path / "runs" / "phantom-64-stage1"
-    assert (first / "model" / "synthfair_model.json").is_file()
-    assert (model / "model" / "synthfair_model.json").is_file()
+    demo._train(SimpleNamespace(result=SimpleNamespace(train_caches=[cache] * 3, model=model)))
+    first, second = (tmp_path / "runs" / f"phantom-64-stage{i}" for i in (1, 2))
+    for run in (first, second, model):
+        assert (run / "model" / "synthfair_model.json").is_file()
+    middle = json.loads((second / "train.json").read_text())["config"]
     final = json.loads((model / "train.json").read_text())["config"]
-    assert final["init_from"] == str(first) and final["oversample"]["findings.cardiomegaly"] == 3
+    assert middle["init_from"] == str(first) and final["init_from"] == str(second)
+    assert final["oversample"]["findings.cardiomegaly"] == 3
+
+
+def test_demo_renders_each_count_of_training_subjects_once(tmp_path, monkeypatch):
+    """Stages 2 and 3 learn from the same 10,000 subjects: rendered once, shared."""
+    from types import SimpleNamespace
+
+    from synthfair import demo
+
+    rendered = []
+    monkeypatch.setattr(demo, "_training_cache", lambda result, c, pc, on_image, n: rendered.append(n) or n)
+    run = SimpleNamespace(
+        config=DemoConfig(train=True), result=SimpleNamespace(), phantom_config=None, on_image=None
+    )
+    demo._training_subjects(run)
+    assert rendered == [3000, 10000]
+    assert run.result.train_caches == [3000, 10000, 10000] and run.result.train_cache == 10000
 
 
 def test_demo_training_needs_one_subject_count_per_stage():

@@ -26,14 +26,15 @@ def test_the_shipped_model_loads_with_its_scm_and_config():
 
 
 def test_the_shipped_training_stages_are_the_presets_and_chain():
-    """train-base.yaml then train.yaml, the same files as configs/phantom-base-64.yaml and phantom-64.yaml;
-    the second starts from the first's run."""
+    """train-base.yaml, train-findings.yaml, train.yaml: the same files as configs/phantom-base-64.yaml,
+    phantom-findings-64.yaml and phantom-64.yaml; each later stage starts from the run of the one before."""
     path = pretrained_path("phantom-64")
-    presets = ["phantom-base-64.yaml", "phantom-64.yaml"]
+    presets = ["phantom-base-64.yaml", "phantom-findings-64.yaml", "phantom-64.yaml"]
     assert [(path / s).read_text() for s in TRAIN_STAGES] == [(CONFIGS / p).read_text() for p in presets]
-    base, final = (load_train_config(path / s) for s in TRAIN_STAGES)
-    assert base.init_from is None and final.init_from == "runs/phantom-base-64"
-    assert base.model == final.model
+    base, findings, final = (load_train_config(path / s) for s in TRAIN_STAGES)
+    assert base.init_from is None and findings.init_from == "runs/phantom-base-64"
+    assert final.init_from == "runs/phantom-findings-64"
+    assert base.model == findings.model == final.model
 
 
 def test_unknown_pretrained_name():

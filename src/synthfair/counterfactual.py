@@ -19,8 +19,14 @@ Abduction, action, prediction (Pearl's three steps), for the covariates and then
    the same condition with that group nulled (``guide="intervened"``) or at its factual value
    (``guide="factual"``), or every change against the unconditional model (``guide="all"``).
 
-`EngineConfig.evaluations` gives the network evaluations per counterfactual. A model directory may carry the
-settings its recipe was tuned with (``engine.json``); ``EngineConfig.recommended`` reads them.
+An HVAE image model (``kind: hvae``, `synthfair.model.hvae`) replaces steps 2-4: its latents are abducted
+from the image under the factual covariates (posterior means), the image is decoded under the factual and
+the counterfactual covariates, and the factual image's per-pixel noise under the first is carried to the
+second (3 network passes; the null intervention returns the image exactly). The diffusion settings of
+`EngineConfig` other than ``batch_size`` do not apply to it.
+
+`CounterfactualEngine.evaluations` gives the network evaluations per counterfactual. A model directory may
+carry the settings its recipe was tuned with (``engine.json``); ``EngineConfig.recommended`` reads them.
 
 Every sample is computed in a batch of exactly ``batch_size`` rows (padded with copies), so its bytes do not
 depend on which other samples share its batch; the SCM's abduction draws from a generator seeded by the
@@ -33,7 +39,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,12 +48,17 @@ from synthfair.causal.scm import AttributeSCM
 from synthfair.config import dataclass_from_dict
 from synthfair.errors import ConfigError, SynthfairError
 from synthfair.model.diffusion import DiffusionModel, Reference, resolve_model, to_image_space, to_model_space
+from synthfair.model.registry import load_model
 from synthfair.model.train import ENGINE_FILE, SCM_DIR
 from synthfair.taxonomy import Taxonomy, load_taxonomy
+
+if TYPE_CHECKING:
+    from synthfair.model.hvae import HVAEModel
 
 GUIDES = ("intervened", "factual", "all")
 MAX_ENGINE_BYTES = 1 << 16
 ABDUCTIONS = ("ddim", "ddpm")
+HVAE_EVALUATIONS = 3  # an HVAE counterfactual: one encoder pass, two decoder passes
 
 
 @dataclass(frozen=True)
@@ -153,12 +164,15 @@ class CounterfactualEngine:
     """Batched, deterministic counterfactuals from a trained image model and (optionally) an attribute SCM."""
 
     def __init__(
-        self, model: DiffusionModel, scm: AttributeSCM | None = None, config: EngineConfig | None = None
+        self,
+        model: DiffusionModel | HVAEModel,
+        scm: AttributeSCM | None = None,
+        config: EngineConfig | None = None,
     ):
-        self.model = model
+        self.model = model  # a DiffusionModel or an HVAEModel (synthfair.model.registry)
         self.scm = scm
         self.config = config or EngineConfig()
-        self.model.unet.eval()
+        self.model.network.eval()
 
     @classmethod
     def load(
@@ -169,7 +183,7 @@ class CounterfactualEngine:
         model_dir = resolve_model(checkpoint)
         config = config or EngineConfig.recommended(model_dir)
         taxonomy = taxonomy or load_taxonomy()
-        model = DiffusionModel.load(model_dir, taxonomy)
+        model = load_model(model_dir, taxonomy)
         scm = AttributeSCM.load(model_dir / SCM_DIR, taxonomy) if (model_dir / SCM_DIR).is_dir() else None
         return cls(model, scm, config)
 
@@ -179,11 +193,17 @@ class CounterfactualEngine:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.unet.parameters()).device
+        return next(self.model.network.parameters()).device
+
+    def evaluations(self, changed: Sequence[str] = (), local: bool = False) -> int:
+        """Network evaluations of one counterfactual whose covariates ``changed`` (all ``local`` or not)."""
+        if self.model.kind == "hvae":
+            return HVAE_EVALUATIONS
+        return self.config.evaluations(changed, local)
 
     def to(self, device: str | torch.device) -> CounterfactualEngine:
         """Move the denoiser to ``device`` (float32 everywhere: bytes must not depend on autocast)."""
-        self.model.unet.to(device)
+        self.model.network.to(device)
         return self
 
     def __call__(
@@ -254,7 +274,10 @@ class CounterfactualEngine:
         cond_cf = encoder.encode([cfs[i][0] for i in pad]).to(device)
         changed = [cfs[i][1] for i in pad]
         refs = self._references(cond_f, cond_cf, changed)
-        if self.config.abduction == "ddpm":
+        if self.model.kind == "hvae":  # abducted latents and image noise: exact reconstruction
+            with torch.no_grad():
+                x_cf, errors = self.model.net.counterfactual(x0, cond_f, cond_cf), np.zeros(x0.shape[0])
+        elif self.config.abduction == "ddpm":
             x_cf, errors = self._ddpm(x0, cond_f, cond_cf, refs, changed, [seeds[i] for i in pad])
         else:
             x_cf, errors = self._ddim(x0, cond_f, cond_cf, refs)

@@ -67,8 +67,8 @@ class DemoConfig:
     grid_size: int = 160
     anatomy: str = "ct"
     cache_size: int = 64  # preprocessed (training) image size
-    train: bool = False  # retrain phantom-64 (two stages, ~2 hours on 2 cores) instead of the shipped one
-    train_n: tuple[int, ...] = (3000, 10000)  # phantom subjects (seed + 1) each training stage learns from
+    train: bool = False  # retrain phantom-64 (three stages, ~3.5 hours on 2 cores) instead of the shipped one
+    train_n: tuple[int, ...] = (3000, 10000, 10000)  # phantom subjects (seed + 1) each training stage learns
     truth_subjects: int = 4  # held-out subjects whose model counterfactuals are compared with the truth
     truth_draws: int = 8  # posterior draws of each counterfactual's unidentified part (the ceilings)
     cf_steps: int | None = None  # diffusion steps of the engine; None = the model's recommended settings
@@ -349,9 +349,11 @@ def _preprocess(run: _Run) -> str:
 def _training_subjects(run: _Run) -> str:
     c = run.config
     counts = c.train_n if c.train else (c.privacy_n,)
-    caches = [_training_cache(run.result, c, run.phantom_config, run.on_image, n) for n in counts]
-    run.result.train_caches = caches
-    run.result.train_cache = caches[-1]  # the largest: it holds every stage's subjects
+    rendered = {
+        n: _training_cache(run.result, c, run.phantom_config, run.on_image, n) for n in dict.fromkeys(counts)
+    }
+    run.result.train_caches = [rendered[n] for n in counts]  # stages with the same count share their subjects
+    run.result.train_cache = rendered[max(counts)]  # the largest: it holds every stage's subjects
     return ""
 
 
@@ -607,7 +609,7 @@ def _engine(result: DemoResult, config: DemoConfig) -> EngineConfig:
 
 def _training_cache(result: DemoResult, config: DemoConfig, phantom_config: PhantomConfig, on_image, n: int):
     """Render the first ``n`` subjects of seed + 1 at 64x64 (disjoint from the demo's subjects; the shipped
-    model was trained on the first 3,000, then the first 10,000 of seed 1) and preprocess them; the cache."""
+    model was trained on the first 3,000, then twice on the first 10,000 of seed 1) and preprocess them."""
     return _phantom_cache(
         result.out / f"train-data-{n}", n, config.seed + 1, config, phantom_config, on_image
     )

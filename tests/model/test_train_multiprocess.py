@@ -70,3 +70,26 @@ def test_two_processes_train_stop_and_resume_on_the_same_trajectory(cache, tiny_
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
     assert (parts / "loss.csv").read_text() == (whole / "loss.csv").read_text()
+
+
+@pytest.mark.slow
+def test_two_processes_train_an_hvae_stop_and_resume_on_the_same_trajectory(cache, tmp_path):
+    """The HVAE's loss goes through the process group's wrapper, every parameter gets a gradient (or the
+    wrapper would fail), and a resumed two-process run continues the uninterrupted one's trajectory."""
+    from test_train_hvae import TINY_HVAE
+
+    from synthfair.model.hvae import WEIGHTS
+    from synthfair.model.registry import model_kind
+
+    config = {"hvae": dict(TINY_HVAE), "steps": 4, "batch_size": 2, "checkpoint_every": 2, "warmup_steps": 1}
+    config = {**config, "cond_dropout": 0.0, "learning_rate": 1e-3, "grad_clip": 200.0, "seed": 3}
+    path = tmp_path / "hvae.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(config)))
+    parts, whole = tmp_path / "parts", tmp_path / "whole"
+    launch("--config", path, "--data", cache, "--out", parts, "--stop-at", 2)
+    launch("--config", path, "--data", cache, "--out", parts, "--resume", "latest")
+    launch("--config", path, "--data", cache, "--out", whole)
+    assert json.loads((whole / "train.json").read_text())["processes"] == 2
+    assert model_kind(parts / "model") == "hvae"
+    a, b = load_file(whole / "model" / WEIGHTS), load_file(parts / "model" / WEIGHTS)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -23,7 +23,7 @@ def demo(
         bool,
         typer.Option(
             "--train",
-            help="Retrain the phantom-64 model (two stages, ~2 hours on 2 cores) instead of the shipped one.",
+            help="Retrain the phantom-64 model (three stages, ~3.5 h on 2 cores) instead of the shipped one.",
         ),
     ] = False,
 ) -> None:

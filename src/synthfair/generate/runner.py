@@ -45,12 +45,11 @@ from synthfair.images.png16 import encode_png16
 from synthfair.images.readers import ImageReadError, read_image
 from synthfair.images.resize import FITS, fit_image
 from synthfair.model.diffusion import MODEL_FILE, resolve_model
+from synthfair.model.registry import weights_file
 from synthfair.phantom.engine import NAME as PHANTOM
 from synthfair.phantom.engine import PhantomEngine, PhantomEngineConfig
 from synthfair.release import layout
 from synthfair.taxonomy import Taxonomy, load_taxonomy
-
-WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -229,16 +228,15 @@ def _engine(checkpoint, config: GenerateConfig, taxonomy: Taxonomy, device: str 
 def _request(plan, checkpoint, config, engine, n_shards: int, taxonomy: Taxonomy) -> dict[str, Any]:
     exact = isinstance(engine, PhantomEngine)
     model_dir = None if exact else resolve_model(checkpoint)
-    if model_dir is not None and not (model_dir / WEIGHTS).is_file():
-        raise SynthfairError(
-            f"no weights at {model_dir / WEIGHTS}", "pass a model written by `synthfair train`"
-        )
+    weights = None if exact else weights_file(model_dir)
+    if weights is not None and not weights.is_file():
+        raise SynthfairError(f"no weights at {weights}", "pass a model written by `synthfair train`")
     device_type = "cpu" if exact else engine.device.type
     return {
         "schema": layout.RELEASE_SCHEMA,
         "plan_sha256": sha256_file(plan),
         "generator": PHANTOM if exact else "model",
-        "checkpoint_sha256": None if exact else sha256_file(model_dir / WEIGHTS),
+        "checkpoint_sha256": None if exact else sha256_file(weights),
         "model_config_sha256": None if exact else sha256_file(model_dir / MODEL_FILE),
         "engine": config_to_dict(config.engine),
         "fit": config.fit,

@@ -25,12 +25,11 @@ A model directory holds ``unet/`` (diffusers ``save_pretrained``, safetensors), 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,9 +41,9 @@ from synthfair.config import dataclass_from_dict
 from synthfair.errors import ConfigError, SynthfairError
 from synthfair.fileio import honour_umask, write_json
 from synthfair.model.conditioning import ConditionEncoder
+from synthfair.model.registry import MODEL_FILE, condition_encoder, read_record
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
-MODEL_FILE = "synthfair_model.json"
 TIME_SCALE_SHIFTS = ("default", "scale_shift")
 
 
@@ -161,6 +160,12 @@ class DiffusionModel:
     scheduler: DDPMScheduler
     config: ModelConfig
     extra: dict[str, Any] = field(default_factory=dict)  # provenance written beside the weights
+    kind: ClassVar[str] = "diffusion"
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The trained network (what moves between devices and is set to eval mode)."""
+        return self.unet
 
     @classmethod
     def create(cls, config: ModelConfig, taxonomy: Taxonomy | None = None, seed: int = 0) -> DiffusionModel:
@@ -341,23 +346,9 @@ class DiffusionModel:
     @classmethod
     def load(cls, directory: str | Path, taxonomy: Taxonomy | None = None) -> DiffusionModel:
         directory = Path(directory)
-        meta_path = directory / MODEL_FILE
-        if not meta_path.is_file():
-            raise ConfigError(
-                f"{directory} is not a synthfair model directory (no {MODEL_FILE})",
-                "pass a run's model/ directory (written by `synthfair train`) or a checkpoint directory",
-            )
-        meta = json.loads(meta_path.read_text())
-        taxonomy = taxonomy or load_taxonomy()
-        trained = meta["conditioning"]["model_sha256"]
-        if trained != taxonomy.model_sha256:
-            raise ConfigError(
-                f"{directory} was trained with taxonomy covariates {trained[:12]}..., "
-                f"this taxonomy's are {taxonomy.model_sha256[:12]}...",
-                "load it with the taxonomy.yaml it was trained with (covariates and domains must match)",
-            )
-        config = dataclass_from_dict(ModelConfig, meta["model"], where=str(meta_path))
-        encoder = ConditionEncoder(taxonomy, meta["conditioning"]["covariates"])
+        meta = read_record(directory, cls.kind)
+        encoder = condition_encoder(directory, meta, taxonomy or load_taxonomy())
+        config = dataclass_from_dict(ModelConfig, meta["model"], where=str(directory / MODEL_FILE))
         unet = UNet2DConditionModel.from_pretrained(directory / "unet")
         scheduler = DDPMScheduler.from_pretrained(directory / "scheduler")
         extra = {

@@ -8,13 +8,17 @@
                                           model/scm/: the attribute SCM fitted on the training covariates
     runs/NAME/loss.csv, loss.png          the loss curve
 
-One step (DDPM, epsilon prediction), as in diffusers' training examples:
+One step of the diffusion model (DDPM, epsilon prediction), as in diffusers' training examples:
 
 1. draw the batch of this step: `batch_indices(step, ...)`, a pure function of (seed, step, rank);
 2. from a generator seeded by (seed, step, rank): noise, timesteps, and the condition groups to drop
    (probability ``cond_dropout`` each, for classifier-free guidance);
 3. ``x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) noise``; loss = MSE(unet(x_t, t, cond), noise);
 4. backward, clip, optimizer and LR step; EMA update.
+
+With an ``hvae:`` section the image model is a hierarchical VAE (`synthfair.model.hvae`) instead, and the loss
+of step 3 is its negative ELBO (nats per pixel) on the batch, its latents sampled from the step's generator;
+``grad_skip`` drops updates whose gradient norm explodes, as HVAE training needs.
 
 Because nothing depends on global RNG state or on the order ranks run in, resuming from a checkpoint
 continues the exact trajectory of an uninterrupted run (tested). On CUDA, ``mixed_precision="auto"`` trains
@@ -53,6 +57,8 @@ from synthfair.model import finetune
 from synthfair.model.data import CacheDataset, batch_indices, oversample_rules, oversampled
 from synthfair.model.diffusion import DiffusionModel, ModelConfig, denoise, resolve_model, to_model_space
 from synthfair.model.finetune import TuningConfig
+from synthfair.model.hvae import HVAEConfig, HVAEModel
+from synthfair.model.registry import load_model
 from synthfair.subjects import save_subjects, subject_digests
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
@@ -88,6 +94,10 @@ class TrainConfig:
     # the engine settings this recipe is tuned for (keys of synthfair.counterfactual.EngineConfig), written
     # beside the model as engine.json: what `synthfair generate` and `counterfactual` use by default
     engine: dict[str, Any] = field(default_factory=dict)
+    # the image model: the diffusion model of `model:` (default) or, with this section, a hierarchical VAE
+    # (synthfair.model.hvae; `model:` is then not used)
+    hvae: HVAEConfig | None = None
+    grad_skip: float = 0.0  # skip an update whose gradient norm exceeds this (0: never); HVAEs: e.g. 500
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
@@ -102,6 +112,23 @@ class TrainConfig:
             raise ConfigError(
                 f"mixed_precision {self.mixed_precision!r} is not auto, no, fp16 or bf16", "use auto"
             )
+        if self.grad_skip < 0:
+            raise ConfigError(f"grad_skip {self.grad_skip} is negative", "use 0 (never skip) or e.g. 500")
+        if self.hvae is not None and self.model != ModelConfig():
+            raise ConfigError(
+                "the training config has both a model: section (a diffusion model) and an hvae: section",
+                "keep the section of the image model this run trains",
+            )
+        if self.hvae is not None and self.tuning.classifiers:
+            raise ConfigError(
+                "tuning: counterfactual fine-tuning is built for the diffusion model, not for an hvae: run",
+                "train the HVAE without a tuning: section",
+            )
+
+    @property
+    def image_model(self) -> ModelConfig | HVAEConfig:
+        """The configuration of the image model this run trains."""
+        return self.model if self.hvae is None else self.hvae
 
 
 @dataclass(frozen=True)
@@ -111,6 +138,7 @@ class TrainResult:
     resumed_from: int  # 0 when the run started fresh
     final_loss: float
     images_per_second: float
+    skipped_updates: int = 0  # this run's steps whose update `grad_skip` dropped
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -143,14 +171,20 @@ def train(
     dataset = CacheDataset(data, split=config.split, in_memory=config.in_memory)
     _check_size(dataset, config)
     order = oversampled([dataset.covariates(i) for i in range(len(dataset))], config.oversample, taxonomy)
-    model = DiffusionModel.create(config.model, taxonomy, seed=config.seed)
+    model = _create(config, taxonomy)
     if init_source is not None:
         _init_weights(model, init_source, config)
     classifiers = _classifiers(config.tuning, accelerator.device)
-    unet = model.unet
-    ema = EMAModel(
-        unet.parameters(), decay=config.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config
-    )
+    unet = model.network
+    if model.kind == "hvae":  # saved by `_save_ema`
+        ema = EMAModel(unet.parameters(), decay=config.ema_decay)
+    else:
+        ema = EMAModel(
+            unet.parameters(),
+            decay=config.ema_decay,
+            model_cls=UNet2DConditionModel,
+            model_config=unet.config,
+        )
     optimizer = torch.optim.AdamW(
         unet.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -166,10 +200,13 @@ def train(
     if accelerator.is_main_process:
         _write_run_files(out, config, data, taxonomy, accelerator.num_processes)
     losses = _read_losses(out, start)
-    seen, clock = 0, time.perf_counter()
+    seen, skipped, clock = 0, 0, time.perf_counter()
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     for step in range(start, end):
-        loss = _step(step, config, dataset, order, model, unet, optimizer, schedule, accelerator, classifiers)
+        loss, updated = _step(
+            step, config, dataset, order, model, unet, optimizer, schedule, accelerator, classifiers
+        )
+        skipped += not updated
         ema.step(accelerator.unwrap_model(unet).parameters())
         loss = accelerator.reduce(loss.detach(), reduction="mean").item()
         seen += config.batch_size * accelerator.num_processes
@@ -179,7 +216,7 @@ def train(
             if on_step is not None:
                 on_step(step + 1, loss, rate)
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
-            _checkpoint(accelerator, out, step + 1, ema, config, losses)
+            _checkpoint(accelerator, out, step + 1, ema, config, losses, unet)
     if accelerator.is_main_process and (end == config.steps or export):
         _export(out, model, ema, accelerator.unwrap_model(unet), config, losses, end)
         fit_scm(dataset, taxonomy, config.seed).save(out / "model" / SCM_DIR)
@@ -193,12 +230,14 @@ def train(
         )
     accelerator.wait_for_everyone()
     final = losses[-1][1] if losses else math.nan
-    return TrainResult(out, end, start, final, seen / max(time.perf_counter() - clock, 1e-9))
+    rate = seen / max(time.perf_counter() - clock, 1e-9)
+    return TrainResult(out, end, start, final, rate, skipped)
 
 
 def _step(
     step, config, dataset, order, model, unet, optimizer, schedule, accelerator, classifiers=None
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, bool]:
+    """One optimizer step: (the batch's loss, whether the update was applied; see ``grad_skip``)."""
     rank, world = accelerator.process_index, accelerator.num_processes
     indices = [
         int(order[i]) for i in batch_indices(step, len(order), config.batch_size, config.seed, rank, world)
@@ -206,25 +245,36 @@ def _step(
     images, records = dataset.batch(indices)
     x0 = to_model_space(images).to(accelerator.device)
     generator = torch.Generator().manual_seed(_step_seed(config.seed, step, rank))
-    noise = torch.randn(x0.shape, generator=generator).to(accelerator.device)
-    t = torch.randint(0, model.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
-    drop = torch.rand(x0.shape[0], len(model.encoder.groups), generator=generator) < config.cond_dropout
-    cond = model.encoder.null(model.encoder.encode(records), drop).to(accelerator.device)
-    t = t.to(accelerator.device)
-    xt = model.scheduler.add_noise(x0, noise, t)
-    with accelerator.autocast():
-        pred = denoise(unet, xt, t, cond, config.model.patch_size)
-    loss = torch.nn.functional.mse_loss(pred.float(), noise)
-    if classifiers is not None:
-        tuned = _tuning_loss(config, model, unet, classifiers, images, records, generator, accelerator)
-        loss = loss + config.tuning.weight * tuned
+    if model.kind == "hvae":
+        drop = torch.rand(x0.shape[0], len(model.encoder.groups), generator=generator) < config.cond_dropout
+        cond = model.encoder.null(model.encoder.encode(records), drop).to(accelerator.device)
+        with accelerator.autocast():
+            loss = unet(x0, cond, generator)["loss"].float()  # through the wrapper: DDP syncs gradients
+    else:
+        noise = torch.randn(x0.shape, generator=generator).to(accelerator.device)
+        t = torch.randint(0, model.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
+        drop = torch.rand(x0.shape[0], len(model.encoder.groups), generator=generator) < config.cond_dropout
+        cond = model.encoder.null(model.encoder.encode(records), drop).to(accelerator.device)
+        t = t.to(accelerator.device)
+        xt = model.scheduler.add_noise(x0, noise, t)
+        with accelerator.autocast():
+            pred = denoise(unet, xt, t, cond, config.model.patch_size)
+        loss = torch.nn.functional.mse_loss(pred.float(), noise)
+        if classifiers is not None:
+            tuned = _tuning_loss(config, model, unet, classifiers, images, records, generator, accelerator)
+            loss = loss + config.tuning.weight * tuned
     accelerator.backward(loss)
+    updated = True
     if accelerator.sync_gradients:
-        accelerator.clip_grad_norm_(unet.parameters(), config.grad_clip)
-    optimizer.step()
+        norm = accelerator.clip_grad_norm_(unet.parameters(), config.grad_clip)
+        # an exploding (or NaN) gradient: drop the update, as VDVAE and causal-gen do (the norm is the same
+        # on every process after the gradients' all-reduce, so every process drops it)
+        updated = not config.grad_skip or bool(torch.as_tensor(norm).float() < config.grad_skip)
+    if updated:
+        optimizer.step()
     schedule.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss
+    return loss, updated
 
 
 def _tuning_loss(config, model, unet, classifiers, images, records, generator, accelerator) -> torch.Tensor:
@@ -274,15 +324,23 @@ def _init_source(config: TrainConfig) -> Path | None:
         ) from None
 
 
-def _init_weights(model: DiffusionModel, source_dir: Path, config: TrainConfig) -> None:
+def _create(config: TrainConfig, taxonomy: Taxonomy) -> DiffusionModel | HVAEModel:
+    """The fresh image model the config describes: a diffusion model, or an HVAE with ``hvae:``."""
+    if config.hvae is not None:
+        return HVAEModel.create(config.hvae, taxonomy, seed=config.seed)
+    return DiffusionModel.create(config.model, taxonomy, seed=config.seed)
+
+
+def _init_weights(model: DiffusionModel | HVAEModel, source_dir: Path, config: TrainConfig) -> None:
     """Load the weights of ``source_dir`` (``config.init_from``'s model) into ``model``."""
-    source = DiffusionModel.load(source_dir, model.encoder.taxonomy)
-    if source.config != config.model:
+    source = load_model(source_dir, model.encoder.taxonomy)
+    if source.kind != model.kind or source.config != config.image_model:
         raise ConfigError(
-            f"init_from {config.init_from} has model config {source.config}, this run {config.model}",
-            "fine-tune with the model section of the run that made those weights",
+            f"init_from {config.init_from} is a {source.kind} model with config {source.config}, this run "
+            f"trains a {model.kind} model with {config.image_model}",
+            "fine-tune with the model (or hvae) section of the run that made those weights",
         )
-    model.unet.load_state_dict(source.unet.state_dict())
+    model.network.load_state_dict(source.network.state_dict())
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -297,11 +355,12 @@ def _precision(config: TrainConfig) -> str:
 
 
 def _check_size(dataset: CacheDataset, config: TrainConfig) -> None:
-    if dataset.size != config.model.sample_size:
+    size, section = config.image_model.sample_size, "model" if config.hvae is None else "hvae"
+    if dataset.size != size:
         raise ConfigError(
             f"the cache {dataset.cache} holds {dataset.size}x{dataset.size} images, the model is "
-            f"{config.model.sample_size}x{config.model.sample_size}",
-            f"preprocess with --size {config.model.sample_size}, or set model.sample_size: {dataset.size}",
+            f"{size}x{size}",
+            f"preprocess with --size {size}, or set {section}.sample_size: {dataset.size}",
         )
 
 
@@ -388,7 +447,18 @@ def _load_ema(ema: EMAModel, unet, path: Path) -> None:
     ema.optimization_step = step
 
 
-def _checkpoint(accelerator, out: Path, step: int, ema: EMAModel, config: TrainConfig, losses) -> None:
+def _save_ema(ema: EMAModel, net: torch.nn.Module, path: Path) -> None:
+    """The EMA of a model without a diffusers class, in the files `_load_ema` reads (safetensors + JSON)."""
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    names = [name for name, _ in net.named_parameters()]
+    state = {n: p.detach().cpu().contiguous() for n, p in zip(names, ema.shadow_params, strict=True)}
+    save_file(state, str(path / "diffusion_pytorch_model.safetensors"))
+    write_json(path / "config.json", {"decay": ema.decay, "optimization_step": ema.optimization_step})
+
+
+def _checkpoint(accelerator, out: Path, step: int, ema: EMAModel, config: TrainConfig, losses, unet) -> None:
     path = out / "checkpoints" / f"{CHECKPOINT_PREFIX}{step:07d}"
     if accelerator.is_main_process:
         for old in checkpoints(out)[: max(0, len(checkpoints(out)) - config.checkpoints_total_limit + 1)]:
@@ -396,23 +466,29 @@ def _checkpoint(accelerator, out: Path, step: int, ema: EMAModel, config: TrainC
     accelerator.wait_for_everyone()
     accelerator.save_state(str(path))
     if accelerator.is_main_process:
-        ema.save_pretrained(str(path / "ema"))
+        if ema.model_cls is None:  # an HVAE: no diffusers class to save it through
+            _save_ema(ema, accelerator.unwrap_model(unet), path / "ema")
+        else:
+            ema.save_pretrained(str(path / "ema"))
         _write_losses(out, losses)
 
 
 def _export(
-    out: Path, model: DiffusionModel, ema: EMAModel, unet, config: TrainConfig, losses, step: int
+    out: Path, model: DiffusionModel | HVAEModel, ema: EMAModel, net, config: TrainConfig, losses, step: int
 ) -> None:
-    """The final EMA weights as a `DiffusionModel` directory, and the loss curve."""
-    ema.store(unet.parameters())
-    ema.copy_to(unet.parameters())
-    final = DiffusionModel(
-        unet, model.encoder, model.scheduler, config.model, {"train": _train_record(config, step)}
-    )
+    """The final EMA weights as a model directory (`DiffusionModel` or `HVAEModel`), and the loss curve."""
+    ema.store(net.parameters())
+    ema.copy_to(net.parameters())
+    record = {"train": _train_record(config, step)}
+    if model.kind == "hvae":
+        final = HVAEModel(net, model.encoder, config.hvae, record)
+    else:
+        final = DiffusionModel(net, model.encoder, model.scheduler, config.model, record)
     final.save(out / "model")
-    ema.restore(unet.parameters())
+    ema.restore(net.parameters())
     _write_losses(out, losses)
-    _plot_losses(out / "loss.png", losses)
+    label = "negative ELBO (nats / pixel)" if model.kind == "hvae" else "MSE (epsilon)"
+    _plot_losses(out / "loss.png", losses, label)
 
 
 def fit_scm(dataset: CacheDataset, taxonomy: Taxonomy, seed: int) -> AttributeSCM:
@@ -462,7 +538,7 @@ def _write_losses(out: Path, losses: list[tuple[int, float]]) -> None:
     atomic_write(out / "loss.csv", lambda f: f.write(text.encode()))
 
 
-def _plot_losses(path: Path, losses: list[tuple[int, float]]) -> None:
+def _plot_losses(path: Path, losses: list[tuple[int, float]], label: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -476,7 +552,7 @@ def _plot_losses(path: Path, losses: list[tuple[int, float]]) -> None:
     ax.plot(steps, values, color="0.8", linewidth=0.8, label="loss")
     ax.plot(steps, smooth, color="C0", linewidth=1.5, label=f"mean of {window}")
     ax.set_xlabel("step")
-    ax.set_ylabel("MSE (epsilon)")
+    ax.set_ylabel(label)
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()

@@ -19,7 +19,7 @@ MARKERS = {"phantom-64": "synthfair_model.json", "oracles-phantom-64": "oracles.
 NAMES = tuple(MARKERS)
 TRAIN_CONFIG = "train.yaml"  # the training configuration of the shipped weights' last stage
 # phantom-64's training stages in order (each later one fine-tunes the model of the one before: init_from)
-TRAIN_STAGES = ("train-base.yaml", TRAIN_CONFIG)
+TRAIN_STAGES = ("train-base.yaml", "train-findings.yaml", TRAIN_CONFIG)
 
 
 def pretrained_path(name: str = "phantom-64") -> Path:

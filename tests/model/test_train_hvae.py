@@ -1,0 +1,120 @@
+"""Training an HVAE image model (`hvae:` in the training config) through the same loop as the diffusion model:
+checkpoints, exact resume, export, init_from, the engine's counterfactuals."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from synthfair.counterfactual import CounterfactualEngine
+from synthfair.errors import ConfigError
+from synthfair.model.hvae import WEIGHTS, HVAEConfig, HVAEModel
+from synthfair.model.registry import load_model, model_kind, weights_file
+from synthfair.model.train import TrainConfig, checkpoints, load_train_config, train
+
+TINY_HVAE = {
+    "sample_size": 16,
+    "widths": (8, 16, 16, 16),
+    "encoder_blocks": (1, 1, 1, 1),
+    "decoder_blocks": (1, 1, 1, 1),
+    "z_dim": 2,
+    "z_max_res": 8,
+    "cond_embed": 8,
+}
+
+
+@pytest.fixture
+def hvae_config():
+    return TrainConfig(
+        hvae=HVAEConfig(**TINY_HVAE),
+        steps=4,
+        batch_size=4,
+        checkpoint_every=2,
+        warmup_steps=1,
+        learning_rate=1e-3,
+        grad_clip=200.0,
+        grad_skip=1e6,
+        cond_dropout=0.0,
+        seed=3,
+    )
+
+
+def test_an_hvae_run_writes_checkpoints_and_an_hvae_model(cache, hvae_config, tmp_path):
+    seen = []
+    result = train(hvae_config, cache, tmp_path / "run", on_step=lambda s, loss, rate: seen.append(loss))
+    assert result.steps == 4 and result.skipped_updates == 0 and all(np.isfinite(seen))
+    assert [p.name for p in checkpoints(tmp_path / "run")] == ["checkpoint-0000002", "checkpoint-0000004"]
+    model_dir = tmp_path / "run" / "model"
+    assert model_kind(model_dir) == "hvae" and weights_file(model_dir) == model_dir / WEIGHTS
+    model = load_model(model_dir)
+    assert isinstance(model, HVAEModel) and model.config == hvae_config.hvae
+    assert model.extra["train"]["steps"] == 4
+    assert (model_dir / "scm").is_dir() and (model_dir / "subjects.npy").is_file()
+
+
+def test_an_hvae_run_resumes_on_the_same_trajectory(cache, hvae_config, tmp_path):
+    train(hvae_config, cache, tmp_path / "whole")
+    train(hvae_config, cache, tmp_path / "parts", stop_at=2)
+    assert train(hvae_config, cache, tmp_path / "parts", resume="latest").resumed_from == 2
+    whole, parts = (load_file(tmp_path / run / "model" / WEIGHTS) for run in ("whole", "parts"))
+    assert whole.keys() == parts.keys()
+    assert all(torch.equal(whole[k], parts[k]) for k in whole)
+
+
+def test_the_engine_makes_hvae_counterfactuals_with_an_exact_null(cache, hvae_config, tmp_path):
+    from synthfair.model.data import CacheDataset
+
+    train(hvae_config, cache, tmp_path / "run")
+    engine = CounterfactualEngine.load(tmp_path / "run")
+    assert engine.evaluations(("sex",)) == 3
+    data = CacheDataset(cache, split="train")
+    images, records = data.batch([0, 1])
+    images = [images[i].numpy().reshape(16, 16) for i in range(2)]
+    other = {"sex": "male" if records[1]["sex"] == "female" else "female"}
+    null, changed = engine([images[0], images[1]], records, [{}, other], seeds=[0, 1])
+    x0 = torch.from_numpy(images[0])
+    assert np.array_equal(null.image, ((x0 * 2 - 1 + 1) / 2).clamp(0, 1).numpy())  # the image, to rounding
+    assert null.reconstruction_error == 0.0 and changed.changed
+    assert not np.array_equal(changed.image, images[1])
+    again = engine([images[0], images[1]], records, [{}, other], seeds=[0, 1])[1]
+    assert np.array_equal(again.image, changed.image)  # deterministic
+
+
+def test_init_from_an_hvae_run_and_refusals(cache, hvae_config, tmp_path):
+    train(hvae_config, cache, tmp_path / "base")
+    tuned = dataclasses.replace(hvae_config, init_from=str(tmp_path / "base"), steps=2)
+    train(tuned, cache, tmp_path / "tuned")
+    other = dataclasses.replace(tuned, hvae=HVAEConfig(**{**TINY_HVAE, "z_dim": 3}))
+    with pytest.raises(ConfigError, match="init_from .* hvae model with config"):
+        train(other, cache, tmp_path / "other")
+
+
+def test_an_hvae_config_is_read_from_yaml_and_checked(tmp_path):
+    from synthfair.model.diffusion import ModelConfig
+
+    path = tmp_path / "hvae.yaml"
+    path.write_text(
+        "hvae:\n  sample_size: 16\n  widths: [8, 16, 16, 16]\n  encoder_blocks: [1, 1, 1, 1]\n"
+        "  decoder_blocks: [1, 1, 1, 1]\n  z_dim: 2\n  z_max_res: 8\ngrad_skip: 500\n"
+    )
+    config = load_train_config(path)
+    assert config.hvae.widths == (8, 16, 16, 16) and config.image_model is config.hvae
+    with pytest.raises(ConfigError, match="both a model: section .* and an hvae: section"):
+        TrainConfig(model=ModelConfig(sample_size=32), hvae=HVAEConfig(**TINY_HVAE))
+    with pytest.raises(ConfigError, match="counterfactual fine-tuning is built for the diffusion model"):
+        from synthfair.model.finetune import TuningConfig
+
+        TrainConfig(hvae=HVAEConfig(**TINY_HVAE), tuning=TuningConfig(classifiers="guides"))
+    with pytest.raises(ConfigError, match="grad_skip -1"):
+        TrainConfig(grad_skip=-1)
+
+
+def test_exploding_gradients_are_skipped_and_counted(cache, hvae_config, tmp_path):
+    skipping = dataclasses.replace(hvae_config, grad_skip=1e-9)  # every gradient is "too large"
+    result = train(skipping, cache, tmp_path / "run")
+    assert result.skipped_updates == 4
+    fresh = HVAEModel.create(hvae_config.hvae, seed=hvae_config.seed).net.state_dict()
+    trained = load_file(tmp_path / "run" / "model" / WEIGHTS)
+    assert all(torch.equal(fresh[k], trained[k]) for k in trained)  # no update was applied
