@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from synthfair.errors import ConfigError, SynthfairError
 from synthfair.evaluate.independence import check_independence
@@ -79,3 +80,38 @@ def test_fine_tuning_run_carries_its_classifiers_and_they_cannot_judge_it(
     with pytest.raises(ConfigError, match="init_from"):
         train(other, cache, tmp_path / "mismatch")
     assert np.isfinite(float((tmp_path / "tuned" / "loss.csv").read_text().splitlines()[-1].split(",")[1]))
+
+
+def test_hvae_fine_tuning_scores_its_real_counterfactuals(cache, classifiers, tmp_path):
+    """An HVAE's counterfactual fine-tuning differentiates through abduction and decoding; the run carries
+    its classifiers, which the evaluator then refuses as oracles."""
+    from test_train_hvae import TINY_HVAE
+
+    from synthfair.model.hvae import WEIGHTS, HVAEConfig, HVAEModel
+    from synthfair.model.train import TrainConfig
+
+    model = HVAEModel.create(HVAEConfig(**TINY_HVAE), seed=0)
+    guides = Oracles.load(classifiers)
+    for oracle in guides:
+        oracle.net.requires_grad_(False)
+    images, records = CacheDataset(cache).batch(list(range(6)))
+    changes = finetune.interventions(records, guides, (20.0, 90.0), torch.Generator().manual_seed(1))
+    cond, cond_cf = model.encoder.encode(records), finetune.encode_changed(model.encoder, records, changes)
+    out = model.net(images * 2 - 1, cond, torch.Generator().manual_seed(2), cond_cf)
+    finetune.tuning_loss((out["counterfactual"] + 1) / 2, images, changes, guides).backward()
+    moved = {
+        name.split(".")[0] for name, p in model.net.named_parameters() if p.grad is not None and p.grad.any()
+    }
+    assert {"encoder", "decoder", "embed"} <= moved  # abduction and the generative path both learn
+
+    base = TrainConfig(
+        hvae=HVAEConfig(**TINY_HVAE), steps=2, batch_size=4, checkpoint_every=2, cond_dropout=0.0
+    )
+    runs = {}
+    for weight in (0.0, 1.0):  # the same draws (interventions, latents): only the classifiers' loss differs
+        tuned = dataclasses.replace(base, tuning=TuningConfig(classifiers=str(classifiers), weight=weight))
+        train(tuned, cache, tmp_path / f"tuned-{weight}")
+        runs[weight] = load_file(tmp_path / f"tuned-{weight}" / "model" / WEIGHTS)
+    assert any(not torch.equal(runs[0.0][k], runs[1.0][k]) for k in runs[0.0])
+    with pytest.raises(SynthfairError, match="guidance classifier"):
+        check_independence(guides, tmp_path / "tuned-1.0" / "model")

@@ -103,10 +103,6 @@ def test_an_hvae_config_is_read_from_yaml_and_checked(tmp_path):
     assert config.hvae.widths == (8, 16, 16, 16) and config.image_model is config.hvae
     with pytest.raises(ConfigError, match="both a model: section .* and an hvae: section"):
         TrainConfig(model=ModelConfig(sample_size=32), hvae=HVAEConfig(**TINY_HVAE))
-    with pytest.raises(ConfigError, match="counterfactual fine-tuning is built for the diffusion model"):
-        from synthfair.model.finetune import TuningConfig
-
-        TrainConfig(hvae=HVAEConfig(**TINY_HVAE), tuning=TuningConfig(classifiers="guides"))
     with pytest.raises(ConfigError, match="grad_skip -1"):
         TrainConfig(grad_skip=-1)
 

@@ -253,10 +253,19 @@ class HVAE(nn.Module):
         return [(b.z_dim, b.res, b.res) for b in self.decoder if b.stochastic]
 
     def forward(
-        self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor,
+        generator: torch.Generator | None = None,
+        cond_cf: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """`elbo`: what training calls, through the process group's wrapper (which syncs the gradients)."""
-        return self.elbo(x, cond, generator)
+        """`elbo`; with ``cond_cf`` also ``"counterfactual"``, `counterfactual(x, cond, cond_cf)` with its
+        gradients (counterfactual fine-tuning). What training calls, through the process group's wrapper
+        (which syncs the gradients)."""
+        out = self.elbo(x, cond, generator)
+        if cond_cf is not None:
+            out["counterfactual"] = self.counterfactual(x, cond, cond_cf)
+        return out
 
     def elbo(
         self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None

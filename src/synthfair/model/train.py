@@ -18,7 +18,9 @@ One step of the diffusion model (DDPM, epsilon prediction), as in diffusers' tra
 
 With an ``hvae:`` section the image model is a hierarchical VAE (`synthfair.model.hvae`) instead, and the loss
 of step 3 is its negative ELBO (nats per pixel) on the batch, its latents sampled from the step's generator;
-``grad_skip`` drops updates whose gradient norm explodes, as HVAE training needs.
+``grad_skip`` drops updates whose gradient norm explodes, as HVAE training needs. Its counterfactual
+fine-tuning (``tuning:``) scores the model's actual counterfactuals of the batch (abduction and two decoder
+passes, differentiated through), added to the ELBO with ``tuning.weight``.
 
 Because nothing depends on global RNG state or on the order ranks run in, resuming from a checkpoint
 continues the exact trajectory of an uninterrupted run (tested). On CUDA, ``mixed_precision="auto"`` trains
@@ -118,11 +120,6 @@ class TrainConfig:
             raise ConfigError(
                 "the training config has both a model: section (a diffusion model) and an hvae: section",
                 "keep the section of the image model this run trains",
-            )
-        if self.hvae is not None and self.tuning.classifiers:
-            raise ConfigError(
-                "tuning: counterfactual fine-tuning is built for the diffusion model, not for an hvae: run",
-                "train the HVAE without a tuning: section",
             )
 
     @property
@@ -248,8 +245,19 @@ def _step(
     if model.kind == "hvae":
         drop = torch.rand(x0.shape[0], len(model.encoder.groups), generator=generator) < config.cond_dropout
         cond = model.encoder.null(model.encoder.encode(records), drop).to(accelerator.device)
+        changes, cond_cf = None, None
+        if (
+            classifiers is not None
+        ):  # counterfactual fine-tuning: the classifiers read the real counterfactual
+            changes = finetune.interventions(records, classifiers, config.tuning.age_range, generator)
+            cond_cf = finetune.encode_changed(model.encoder, records, changes).to(accelerator.device)
         with accelerator.autocast():
-            loss = unet(x0, cond, generator)["loss"].float()  # through the wrapper: DDP syncs gradients
+            out = unet(x0, cond, generator, cond_cf)  # through the wrapper: DDP syncs the gradients
+        loss = out["loss"].float()
+        if changes is not None:
+            x_cf = (out["counterfactual"].float() + 1.0) / 2.0
+            tuned = finetune.tuning_loss(x_cf, images.to(accelerator.device), changes, classifiers)
+            loss = loss + config.tuning.weight * tuned
     else:
         noise = torch.randn(x0.shape, generator=generator).to(accelerator.device)
         t = torch.randint(0, model.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
