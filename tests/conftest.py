@@ -7,6 +7,16 @@ PHANTOM_SPACING = (4.0, 4.0, 4.0)  # mm: the procedural phantom at a coarse grid
 
 # The tiny denoiser of the model tests: 16x16, two levels, no attention (keyword arguments of ModelConfig).
 TINY_MODEL = {"sample_size": 16, "block_out_channels": (8, 16), "attention_levels": (), "norm_num_groups": 4}
+# The tiny HVAE (keyword arguments of HVAEConfig): 16x16, levels at 16, 8, 4 and 1, stochastic at 8, 4 and 1.
+TINY_HVAE = {
+    "sample_size": 16,
+    "widths": (8, 16, 16, 16),
+    "encoder_blocks": (1, 1, 1, 1),
+    "decoder_blocks": (1, 1, 1, 1),
+    "z_dim": 2,
+    "z_max_res": 8,
+    "cond_embed": 8,
+}
 
 
 @pytest.fixture(scope="session")

@@ -138,3 +138,17 @@ def test_a_refused_run_leaves_the_existing_run_record_alone(cache, tmp_path):
     refused = runner.invoke(app, train_args(write_config(tmp_path / "b.yaml", steps=3), cache, out))
     assert refused.exit_code != 0
     assert ((out / "config.yaml").read_text(), (out / "train.json").read_text()) == record
+
+
+def test_an_hvae_config_trains_through_the_same_command_and_reports_skipped_updates(cache, tmp_path):
+    from conftest import TINY_HVAE
+    from synthfair.config import config_to_dict
+
+    config = {k: v for k, v in TINY.items() if k != "model"}
+    config = {**config, "hvae": config_to_dict(TINY_HVAE), "grad_skip": 1e-9, "cond_dropout": 0.0}
+    path = tmp_path / "hvae.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, train_args(path, cache, tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert "4 updates skipped (gradient norm above grad_skip 1e-09)" in result.output
+    assert json.loads((tmp_path / "run" / "model" / "synthfair_model.json").read_text())["kind"] == "hvae"

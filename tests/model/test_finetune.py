@@ -85,8 +85,7 @@ def test_fine_tuning_run_carries_its_classifiers_and_they_cannot_judge_it(
 def test_hvae_fine_tuning_scores_its_real_counterfactuals(cache, classifiers, tmp_path):
     """An HVAE's counterfactual fine-tuning differentiates through abduction and decoding; the run carries
     its classifiers, which the evaluator then refuses as oracles."""
-    from test_train_hvae import TINY_HVAE
-
+    from conftest import TINY_HVAE
     from synthfair.model.hvae import WEIGHTS, HVAEConfig, HVAEModel
     from synthfair.model.train import TrainConfig
 

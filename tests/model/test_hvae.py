@@ -5,21 +5,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from conftest import TINY_HVAE
 from synthfair.config import read_yaml
 from synthfair.errors import ConfigError, SynthfairError
 from synthfair.model.hvae import MODEL_FILE, WEIGHTS, HVAEConfig, HVAEModel
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
-# 16x16, levels at 16, 8, 4 and 1; stochastic at 8, 4 and 1
-TINY = HVAEConfig(
-    sample_size=16,
-    widths=(8, 16, 16, 16),
-    encoder_blocks=(1, 1, 1, 1),
-    decoder_blocks=(1, 1, 1, 1),
-    z_dim=2,
-    z_max_res=8,
-    cond_embed=8,
-)
+TINY = HVAEConfig(**TINY_HVAE)
 RECORDS = [
     {"age": 60.0, "sex": "female", "race": "white", "view": "PA", "source": "mimic"},
     {"age": 35.0, "sex": "male", "race": "black", "view": "AP", "findings": {"cardiomegaly": 1}},

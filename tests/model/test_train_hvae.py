@@ -8,21 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import TINY_HVAE
 from synthfair.counterfactual import CounterfactualEngine
 from synthfair.errors import ConfigError
 from synthfair.model.hvae import WEIGHTS, HVAEConfig, HVAEModel
 from synthfair.model.registry import load_model, model_kind, weights_file
 from synthfair.model.train import TrainConfig, checkpoints, load_train_config, train
-
-TINY_HVAE = {
-    "sample_size": 16,
-    "widths": (8, 16, 16, 16),
-    "encoder_blocks": (1, 1, 1, 1),
-    "decoder_blocks": (1, 1, 1, 1),
-    "z_dim": 2,
-    "z_max_res": 8,
-    "cond_embed": 8,
-}
 
 
 @pytest.fixture

@@ -76,8 +76,7 @@ def test_two_processes_train_stop_and_resume_on_the_same_trajectory(cache, tiny_
 def test_two_processes_train_an_hvae_stop_and_resume_on_the_same_trajectory(cache, tmp_path):
     """The HVAE's loss goes through the process group's wrapper, every parameter gets a gradient (or the
     wrapper would fail), and a resumed two-process run continues the uninterrupted one's trajectory."""
-    from test_train_hvae import TINY_HVAE
-
+    from conftest import TINY_HVAE
     from synthfair.model.hvae import WEIGHTS
     from synthfair.model.registry import model_kind
 

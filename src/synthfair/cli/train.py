@@ -40,7 +40,8 @@ def train(
         bool, typer.Option("--export", help="With --stop-at: also write the model (EMA weights) there.")
     ] = False,
 ) -> None:
-    """Train the covariate-conditioned diffusion model; resumable, unchanged under `accelerate launch`."""
+    """Train the covariate-conditioned image model (diffusion, or an HVAE with an hvae: section); resumable,
+    unchanged under `accelerate launch`."""
     train_config = load_train_config(config)
     # train() sets up accelerate's process state (CPU or GPU, one or many processes) and calls on_step on the
     # main process only, so the bar is made there, at the first step; the state must not be created before.
@@ -97,6 +98,10 @@ def _report(result: TrainResult, config: TrainConfig) -> None:
         f"trained to step {result.steps} of {config.steps}{start}: loss {result.final_loss:.4f}, "
         f"{result.images_per_second:.1f} images/s"
     )
+    if result.skipped_updates:
+        typer.echo(
+            f"{result.skipped_updates} updates skipped (gradient norm above grad_skip {config.grad_skip})"
+        )
     if result.steps == config.steps or (out / "model").is_dir():
         typer.echo(f"model (EMA weights): {(out / 'model').resolve()}")
     if result.steps != config.steps:

@@ -242,35 +242,8 @@ def _step(
     images, records = dataset.batch(indices)
     x0 = to_model_space(images).to(accelerator.device)
     generator = torch.Generator().manual_seed(_step_seed(config.seed, step, rank))
-    if model.kind == "hvae":
-        drop = torch.rand(x0.shape[0], len(model.encoder.groups), generator=generator) < config.cond_dropout
-        cond = model.encoder.null(model.encoder.encode(records), drop).to(accelerator.device)
-        changes, cond_cf = None, None
-        if (
-            classifiers is not None
-        ):  # counterfactual fine-tuning: the classifiers read the real counterfactual
-            changes = finetune.interventions(records, classifiers, config.tuning.age_range, generator)
-            cond_cf = finetune.encode_changed(model.encoder, records, changes).to(accelerator.device)
-        with accelerator.autocast():
-            out = unet(x0, cond, generator, cond_cf)  # through the wrapper: DDP syncs the gradients
-        loss = out["loss"].float()
-        if changes is not None:
-            x_cf = (out["counterfactual"].float() + 1.0) / 2.0
-            tuned = finetune.tuning_loss(x_cf, images.to(accelerator.device), changes, classifiers)
-            loss = loss + config.tuning.weight * tuned
-    else:
-        noise = torch.randn(x0.shape, generator=generator).to(accelerator.device)
-        t = torch.randint(0, model.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
-        drop = torch.rand(x0.shape[0], len(model.encoder.groups), generator=generator) < config.cond_dropout
-        cond = model.encoder.null(model.encoder.encode(records), drop).to(accelerator.device)
-        t = t.to(accelerator.device)
-        xt = model.scheduler.add_noise(x0, noise, t)
-        with accelerator.autocast():
-            pred = denoise(unet, xt, t, cond, config.model.patch_size)
-        loss = torch.nn.functional.mse_loss(pred.float(), noise)
-        if classifiers is not None:
-            tuned = _tuning_loss(config, model, unet, classifiers, images, records, generator, accelerator)
-            loss = loss + config.tuning.weight * tuned
+    loss_of = _hvae_loss if model.kind == "hvae" else _diffusion_loss
+    loss = loss_of(config, model, unet, classifiers, x0, images, records, generator, accelerator)
     accelerator.backward(loss)
     updated = True
     if accelerator.sync_gradients:
@@ -283,6 +256,45 @@ def _step(
     schedule.step()
     optimizer.zero_grad(set_to_none=True)
     return loss, updated
+
+
+def _diffusion_loss(
+    config, model, unet, classifiers, x0, images, records, generator, accelerator
+) -> torch.Tensor:
+    """The denoising loss of one batch (plus counterfactual fine-tuning's classifier loss, if configured)."""
+    noise = torch.randn(x0.shape, generator=generator).to(accelerator.device)
+    t = torch.randint(0, model.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
+    drop = torch.rand(x0.shape[0], len(model.encoder.groups), generator=generator) < config.cond_dropout
+    cond = model.encoder.null(model.encoder.encode(records), drop).to(accelerator.device)
+    t = t.to(accelerator.device)
+    xt = model.scheduler.add_noise(x0, noise, t)
+    with accelerator.autocast():
+        pred = denoise(unet, xt, t, cond, config.model.patch_size)
+    loss = torch.nn.functional.mse_loss(pred.float(), noise)
+    if classifiers is not None:
+        tuned = _tuning_loss(config, model, unet, classifiers, images, records, generator, accelerator)
+        loss = loss + config.tuning.weight * tuned
+    return loss
+
+
+def _hvae_loss(config, model, unet, classifiers, x0, images, records, generator, accelerator) -> torch.Tensor:
+    """The negative ELBO of one batch; with fine-tuning, plus the classifiers' loss on the HVAE's actual
+    counterfactuals of the batch (differentiated through abduction and both decoder passes)."""
+    device = accelerator.device
+    drop = torch.rand(x0.shape[0], len(model.encoder.groups), generator=generator) < config.cond_dropout
+    cond = model.encoder.null(model.encoder.encode(records), drop).to(device)
+    changes, cond_cf = None, None
+    if classifiers is not None:
+        changes = finetune.interventions(records, classifiers, config.tuning.age_range, generator)
+        cond_cf = finetune.encode_changed(model.encoder, records, changes).to(device)
+    with accelerator.autocast():
+        out = unet(x0, cond, generator, cond_cf)  # through the wrapper: DDP syncs the gradients
+    loss = out["loss"].float()
+    if changes is not None:
+        x_cf = (out["counterfactual"].float() + 1.0) / 2.0
+        tuned = finetune.tuning_loss(x_cf, images.to(device), changes, classifiers)
+        loss = loss + config.tuning.weight * tuned
+    return loss
 
 
 def _tuning_loss(config, model, unet, classifiers, images, records, generator, accelerator) -> torch.Tensor:
