@@ -58,7 +58,8 @@ if TYPE_CHECKING:
 GUIDES = ("intervened", "factual", "all")
 MAX_ENGINE_BYTES = 1 << 16
 ABDUCTIONS = ("ddim", "ddpm")
-HVAE_EVALUATIONS = 3  # an HVAE counterfactual: one encoder pass, two decoder passes
+# an HVAE counterfactual: the encoder, then the decoder under the factual and the counterfactual covariates
+HVAE_EVALUATIONS = 3
 
 
 @dataclass(frozen=True)

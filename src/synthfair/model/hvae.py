@@ -287,6 +287,10 @@ class HVAE(nn.Module):
 
     def abduct(self, x: torch.Tensor, cond: torch.Tensor) -> list[torch.Tensor]:
         """The posterior means of every stochastic level, top first: [(B, z_dim, r, r), ...]."""
+        return self._abduct(x, cond)[0]
+
+    def _abduct(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(the posterior means, the decoder's final state with them: what ``decode(zs, cond)`` computes)."""
         self._check(x, cond)
         acts, zs = self.encoder(x), []
 
@@ -294,8 +298,7 @@ class HVAE(nn.Module):
             zs.append(block.posterior_params(h, pa, acts[block.res])[0])
             return zs[-1]
 
-        self._top_down(self.embed(cond), posterior_mean)
-        return zs
+        return zs, self._top_down(self.embed(cond), posterior_mean)
 
     def decode(self, zs: list[torch.Tensor], cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The likelihood's (loc, logscale), each (B, 1, S, S), given every stochastic level's latent."""
@@ -310,9 +313,10 @@ class HVAE(nn.Module):
 
     def counterfactual(self, x: torch.Tensor, cond_f: torch.Tensor, cond_cf: torch.Tensor) -> torch.Tensor:
         """``x`` under ``cond_cf`` instead of its factual ``cond_f``, keeping the abducted latents and pixel
-        noise; ``cond_cf`` equal to ``cond_f`` returns ``x`` exactly."""
-        zs = self.abduct(x, cond_f)
-        rec_loc, rec_logscale = self.decode(zs, cond_f)
+        noise; ``cond_cf`` equal to ``cond_f`` returns ``x`` exactly. Three passes: the encoder, the decoder
+        under ``cond_f`` (abduction; it also gives the reconstruction) and under ``cond_cf``."""
+        zs, h = self._abduct(x, cond_f)
+        rec_loc, rec_logscale = self._likelihood(h)
         cf_loc, cf_logscale = self.decode(zs, cond_cf)
         rec_scale, cf_scale = rec_logscale.exp(), cf_logscale.exp()
         u = (x - rec_loc) / rec_scale  # the image's own noise under the factual model
