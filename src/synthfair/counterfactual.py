@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -173,6 +173,8 @@ class CounterfactualEngine:
         self.model = model  # a DiffusionModel or an HVAEModel (synthfair.model.registry)
         self.scm = scm
         self.config = config or EngineConfig()
+        if model.kind == "hvae":
+            _check_hvae_settings(self.config)
         self.model.network.eval()
 
     @classmethod
@@ -354,6 +356,18 @@ class CounterfactualEngine:
             rows = drop[:, j].to(out.device)
             out[rows, group.columns] = cond_f[rows, group.columns]
         return out
+
+
+def _check_hvae_settings(config: EngineConfig) -> None:
+    """An HVAE's counterfactual has no steps, guidance or masks: refuse settings that would be ignored."""
+    defaults = EngineConfig(batch_size=config.batch_size)
+    changed = [f.name for f in fields(EngineConfig) if getattr(config, f.name) != getattr(defaults, f.name)]
+    if changed:
+        raise ConfigError(
+            f"engine settings {', '.join(f'{n}={getattr(config, n)!r}' for n in changed)} do not apply to an "
+            "HVAE model (its counterfactual is abduction and one decoder pass: no steps, guidance or masks)",
+            "leave them out; only batch_size applies",
+        )
 
 
 def parse_do(items: Sequence[str], taxonomy: Taxonomy | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY_HVAE
-from synthfair.counterfactual import CounterfactualEngine
+from synthfair.counterfactual import CounterfactualEngine, EngineConfig
 from synthfair.errors import ConfigError
 from synthfair.model.hvae import WEIGHTS, HVAEConfig, HVAEModel
 from synthfair.model.registry import load_model, model_kind, weights_file
@@ -71,6 +71,8 @@ def test_the_engine_makes_hvae_counterfactuals_with_an_exact_null(cache, hvae_co
     assert not np.array_equal(changed.image, images[1])
     again = engine([images[0], images[1]], records, [{}, other], seeds=[0, 1])[1]
     assert np.array_equal(again.image, changed.image)  # deterministic
+    with pytest.raises(ConfigError, match=r"engine settings steps=16, guidance=3.0 do not apply to an HVAE"):
+        CounterfactualEngine.load(tmp_path / "run", EngineConfig(steps=16, guidance=3.0, batch_size=4))
 
 
 def test_init_from_an_hvae_run_and_refusals(cache, hvae_config, tmp_path):
