@@ -276,14 +276,14 @@ class CounterfactualEngine:
         cond_f = encoder.encode([factuals[i] for i in pad]).to(device)
         cond_cf = encoder.encode([cfs[i][0] for i in pad]).to(device)
         changed = [cfs[i][1] for i in pad]
-        refs = self._references(cond_f, cond_cf, changed)
         if self.model.kind == "hvae":  # abducted latents and image noise: exact reconstruction
             with torch.no_grad():
                 x_cf, errors = self.model.net.counterfactual(x0, cond_f, cond_cf), np.zeros(x0.shape[0])
         elif self.config.abduction == "ddpm":
+            refs = self._references(cond_f, cond_cf, changed)
             x_cf, errors = self._ddpm(x0, cond_f, cond_cf, refs, changed, [seeds[i] for i in pad])
         else:
-            x_cf, errors = self._ddim(x0, cond_f, cond_cf, refs)
+            x_cf, errors = self._ddim(x0, cond_f, cond_cf, self._references(cond_f, cond_cf, changed))
         images_cf = to_image_space(x_cf).cpu().numpy()
         return [
             Counterfactual(

@@ -107,3 +107,34 @@ def test_exploding_gradients_are_skipped_and_counted(cache, hvae_config, tmp_pat
     fresh = HVAEModel.create(hvae_config.hvae, seed=hvae_config.seed).net.state_dict()
     trained = load_file(tmp_path / "run" / "model" / WEIGHTS)
     assert all(torch.equal(fresh[k], trained[k]) for k in trained)  # no update was applied
+
+
+def test_a_release_generated_with_an_hvae_names_its_weights(cache, hvae_config, small_plan, tmp_path):
+    """`synthfair generate` with an HVAE run: the release records the HVAE's weights sha256, and each
+    reconstruction is its factual image (the null intervention is exact)."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    from PIL import Image
+
+    from synthfair.generate.runner import GenerateConfig, generate
+    from synthfair.release import layout
+
+    train(hvae_config, cache, tmp_path / "run")
+    config = GenerateConfig(engine=EngineConfig(batch_size=4))
+    result = generate(small_plan, tmp_path / "run", tmp_path / "release", config)
+    assert (result.samples, result.failed) == (24, 0)
+    with tarfile.open(layout.tar_path(tmp_path / "release", 0)) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    family = json.loads(files[next(n for n in files if n.endswith("_f.json"))])["family"]
+    record = json.loads(files[f"{family}_r.json"])
+    weights = (tmp_path / "run" / "model" / WEIGHTS).read_bytes()
+    assert record["model"]["checkpoint_sha256"] == hashlib.sha256(weights).hexdigest()
+    factual, recon = (np.asarray(Image.open(io.BytesIO(files[f"{family}_{k}.png"]))) for k in ("f", "r"))
+    assert np.abs(factual.astype(np.int64) - recon.astype(np.int64)).max() <= 1  # exact, to 16-bit rounding
+    with pytest.raises(ConfigError, match="do not apply to an HVAE"):
+        generate(
+            small_plan, tmp_path / "run", tmp_path / "other", GenerateConfig(engine=EngineConfig(steps=4))
+        )

@@ -44,8 +44,8 @@ from synthfair.generate.plan import read_plan
 from synthfair.images.png16 import encode_png16
 from synthfair.images.readers import ImageReadError, read_image
 from synthfair.images.resize import FITS, fit_image
-from synthfair.model.diffusion import MODEL_FILE, resolve_model
-from synthfair.model.registry import weights_file
+from synthfair.model.diffusion import resolve_model
+from synthfair.model.registry import MODEL_FILE, weights_file
 from synthfair.phantom.engine import NAME as PHANTOM
 from synthfair.phantom.engine import PhantomEngine, PhantomEngineConfig
 from synthfair.release import layout
