@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,16 +35,16 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
-import synthfair
 from synthfair import pretrained
 from synthfair.config import dataclass_from_dict
 from synthfair.errors import ConfigError, SynthfairError
-from synthfair.fileio import honour_umask, write_json
+from synthfair.fileio import honour_umask
 from synthfair.model.conditioning import ConditionEncoder
-from synthfair.model.registry import MODEL_FILE, condition_encoder, read_record
+from synthfair.model.registry import MODEL_FILE, condition_encoder, read_record, record_extra, write_record
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 TIME_SCALE_SHIFTS = ("default", "scale_shift")
+WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"  # inside a model directory
 
 
 @dataclass(frozen=True)
@@ -333,14 +333,7 @@ class DiffusionModel:
         directory.mkdir(parents=True, exist_ok=True)
         self.unet.save_pretrained(directory / "unet", safe_serialization=True)
         self.scheduler.save_pretrained(directory / "scheduler")
-        meta = {
-            "schema": "synthfair.model/1",
-            "model": _jsonable(asdict(self.config)),
-            "conditioning": self.encoder.state(),
-            "synthfair_version": synthfair.__version__,
-            **self.extra,
-        }
-        write_json(directory / MODEL_FILE, meta)
+        write_record(directory, self.kind, self.config, self.encoder, self.extra)
         honour_umask(directory)
 
     @classmethod
@@ -351,10 +344,7 @@ class DiffusionModel:
         config = dataclass_from_dict(ModelConfig, meta["model"], where=str(directory / MODEL_FILE))
         unet = UNet2DConditionModel.from_pretrained(directory / "unet")
         scheduler = DDPMScheduler.from_pretrained(directory / "scheduler")
-        extra = {
-            k: v for k, v in meta.items() if k not in ("schema", "model", "conditioning", "synthfair_version")
-        }
-        return cls(unet.eval(), encoder, scheduler, config, extra)
+        return cls(unet.eval(), encoder, scheduler, config, record_extra(meta))
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -392,11 +382,3 @@ def to_model_space(images: torch.Tensor) -> torch.Tensor:
 def to_image_space(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] (B, 1, H, W) -> [0, 1] (B, H, W), clipped."""
     return ((x[:, 0] + 1.0) / 2.0).clamp(0.0, 1.0)
-
-
-def _jsonable(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _jsonable(v) for k, v in data.items()}
-    if isinstance(data, (tuple, list)):
-        return [_jsonable(v) for v in data]
-    return data

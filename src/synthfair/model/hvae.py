@@ -38,12 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import synthfair
-from synthfair.config import config_to_dict, dataclass_from_dict
+from synthfair.config import dataclass_from_dict
 from synthfair.errors import ConfigError, SynthfairError
-from synthfair.fileio import honour_umask, write_json
+from synthfair.fileio import honour_umask
 from synthfair.model.conditioning import ConditionEncoder
-from synthfair.model.registry import MODEL_FILE, condition_encoder, read_record
+from synthfair.model.registry import MODEL_FILE, condition_encoder, read_record, record_extra, write_record
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 WEIGHTS = Path("hvae") / "model.safetensors"
@@ -438,15 +437,7 @@ class HVAEModel:
         (directory / WEIGHTS).parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
         save_file(state, str(directory / WEIGHTS))
-        meta = {
-            "schema": "synthfair.model/1",
-            "kind": self.kind,
-            "model": config_to_dict(self.config),
-            "conditioning": self.encoder.state(),
-            "synthfair_version": synthfair.__version__,
-            **self.extra,
-        }
-        write_json(directory / MODEL_FILE, meta)
+        write_record(directory, self.kind, self.config, self.encoder, self.extra)
         honour_umask(directory)
 
     @classmethod
@@ -463,9 +454,7 @@ class HVAEModel:
         _check_state(directory / WEIGHTS, state, expected)
         net = _build(config, encoder.dim, seed=0)
         net.load_state_dict(state)
-        own = ("schema", "kind", "model", "conditioning", "synthfair_version")
-        extra = {k: v for k, v in meta.items() if k not in own}
-        return cls(net.eval(), encoder, config, extra)
+        return cls(net.eval(), encoder, config, record_extra(meta))
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

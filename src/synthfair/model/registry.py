@@ -9,9 +9,9 @@ every model written before HVAEs existed):
   image noise, then decoding under the counterfactual covariates (3 network passes, exact null).
 
 `synthfair.counterfactual.CounterfactualEngine`, training (``init_from``) and generation (the weights'
-sha256 in a release's provenance) go through `load_model` and `weights_file`; both kinds' loaders read their
-record through `read_record` and `condition_encoder`. A model directory may come from anyone: the record is
-JSON of bounded size, checked before use.
+sha256 in a release's provenance) go through `load_model` and `weights_file`; both kinds write their record
+with `write_record` and read it through `read_record` and `condition_encoder`. A model directory may come
+from anyone: the record is JSON of bounded size, checked before use.
 """
 
 from __future__ import annotations
@@ -20,12 +20,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import synthfair
+from synthfair.config import config_to_dict
 from synthfair.errors import ConfigError
+from synthfair.fileio import write_json
 from synthfair.model.conditioning import ConditionEncoder
 from synthfair.taxonomy import Taxonomy
 
 MODEL_FILE = "synthfair_model.json"
 KINDS = ("diffusion", "hvae")
+DEFAULT_KIND = "diffusion"  # not written: a diffusion model's record is what it was before HVAEs
+OWN_KEYS = ("schema", "kind", "model", "conditioning", "synthfair_version")  # the rest is provenance
 MAX_META_BYTES = 1 << 20  # a model's JSON record: a few kB
 HINT = "pass a run's model/ directory (written by `synthfair train`), or retrain or re-download the model"
 
@@ -33,6 +38,27 @@ HINT = "pass a run's model/ directory (written by `synthfair train`), or retrain
 def model_kind(directory: str | Path) -> str:
     """The kind of the model in ``directory`` (read from its ``synthfair_model.json``)."""
     return _kind(_read_json(Path(directory)), Path(directory) / MODEL_FILE)
+
+
+def write_record(
+    directory: Path, kind: str, config: Any, encoder: ConditionEncoder, extra: dict[str, Any]
+) -> None:
+    """``synthfair_model.json``: the model's kind, config (a dataclass), conditioning, package version and
+    the provenance ``extra`` (e.g. its training run)."""
+    meta = {
+        "schema": "synthfair.model/1",
+        **({} if kind == DEFAULT_KIND else {"kind": kind}),
+        "model": config_to_dict(config),
+        "conditioning": encoder.state(),
+        "synthfair_version": synthfair.__version__,
+        **extra,
+    }
+    write_json(directory / MODEL_FILE, meta)
+
+
+def record_extra(meta: dict[str, Any]) -> dict[str, Any]:
+    """The provenance a record carries besides what `write_record` itself writes."""
+    return {k: v for k, v in meta.items() if k not in OWN_KEYS}
 
 
 def read_record(directory: str | Path, kind: str) -> dict[str, Any]:
@@ -85,7 +111,9 @@ def weights_file(directory: str | Path) -> Path:
         from synthfair.model.hvae import WEIGHTS
 
         return Path(directory) / WEIGHTS
-    return Path(directory) / "unet" / "diffusion_pytorch_model.safetensors"
+    from synthfair.model.diffusion import WEIGHTS
+
+    return Path(directory) / WEIGHTS
 
 
 def _read_json(directory: Path) -> Any:
@@ -101,7 +129,7 @@ def _read_json(directory: Path) -> Any:
 
 
 def _kind(meta: Any, path: Path) -> str:
-    kind = meta.get("kind", "diffusion") if isinstance(meta, dict) else None
+    kind = meta.get("kind", DEFAULT_KIND) if isinstance(meta, dict) else None
     if kind not in KINDS:
         raise ConfigError(f"{path}: kind {kind!r} is not one of {KINDS}", HINT)
     return kind
