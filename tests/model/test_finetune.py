@@ -114,3 +114,52 @@ def test_hvae_fine_tuning_scores_its_real_counterfactuals(cache, classifiers, tm
     assert any(not torch.equal(runs[0.0][k], runs[1.0][k]) for k in runs[0.0])
     with pytest.raises(SynthfairError, match="guidance classifier"):
         check_independence(guides, tmp_path / "tuned-1.0" / "model")
+
+
+def test_the_elbo_constraint_multiplier_grows_while_violated_and_never_below_zero():
+    multiplier = finetune.Multiplier()
+    nelbo = torch.tensor(3.5, requires_grad=True)
+    multiplier.penalty(nelbo, 3.0, damping=10.0).backward()
+    assert nelbo.grad.item() == pytest.approx(0.0 + 10.0 * 0.5)  # lambda + damping x v; v's factor is held
+    multiplier.step(0.5, lr=2.0)
+    assert multiplier.value == 1.0
+    multiplier.step(-2.0, lr=2.0)
+    assert multiplier.value == 0.0
+    with pytest.raises(SynthfairError, match="violation is nan"):
+        multiplier.step(float("nan"), lr=1.0)
+    with pytest.raises(ConfigError, match="elbo_target -1"):
+        TuningConfig(classifiers="guides", elbo_target=-1.0)
+    with pytest.raises(ConfigError, match="elbo_target 3.0 without tuning.classifiers"):
+        TuningConfig(elbo_target=3.0)
+    with pytest.raises(ConfigError, match="lagrange_lr -1"):
+        TuningConfig(lagrange_lr=-1.0)
+
+
+def test_hvae_fine_tuning_under_an_elbo_constraint_resumes_exactly(cache, classifiers, tmp_path):
+    """The multiplier moves while the ELBO is above its target, travels in the checkpoints (resume is exact)
+    and a bad multiplier file is refused; a diffusion model has no ELBO to constrain."""
+    import json
+
+    from conftest import TINY_HVAE
+    from synthfair.model.hvae import WEIGHTS, HVAEConfig
+    from synthfair.model.train import MULTIPLIER_FILE, TrainConfig, checkpoints
+
+    tuning = TuningConfig(classifiers=str(classifiers), weight=1.0, elbo_target=1.0, lagrange_lr=0.1)
+    hvae = HVAEConfig(**TINY_HVAE)
+    config = TrainConfig(hvae=hvae, steps=4, batch_size=4, checkpoint_every=2, cond_dropout=0, tuning=tuning)
+    whole = train(config, cache, tmp_path / "whole")
+    assert whole.multiplier > 0  # an untrained HVAE is far above 1 nat per pixel
+    train(config, cache, tmp_path / "parts", stop_at=2)
+    saved = json.loads((checkpoints(tmp_path / "parts")[-1] / MULTIPLIER_FILE).read_text())
+    assert 0 < saved["lagrange_multiplier"] < whole.multiplier
+    parts = train(config, cache, tmp_path / "parts", resume="latest")
+    assert parts.multiplier == whole.multiplier
+    weights = [load_file(tmp_path / run / "model" / WEIGHTS) for run in ("whole", "parts")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+    train(config, cache, tmp_path / "bad", stop_at=2)
+    (checkpoints(tmp_path / "bad")[-1] / MULTIPLIER_FILE).write_text('{"lagrange_multiplier": -3}')
+    with pytest.raises(SynthfairError, match=r"multiplier.json: lagrange_multiplier -3 is not a finite"):
+        train(config, cache, tmp_path / "bad", resume="latest")
+    with pytest.raises(ConfigError, match="elbo_target 1.0 constrains an HVAE's ELBO; a diffusion model"):
+        TrainConfig(tuning=tuning)

@@ -74,20 +74,27 @@ def test_two_processes_train_stop_and_resume_on_the_same_trajectory(cache, tiny_
 
 @pytest.mark.slow
 def test_two_processes_train_an_hvae_stop_and_resume_on_the_same_trajectory(cache, tmp_path):
-    """The HVAE's loss goes through the process group's wrapper, every parameter gets a gradient (or the
-    wrapper would fail), and a resumed two-process run continues the uninterrupted one's trajectory."""
+    """The HVAE's loss (here counterfactual fine-tuning under the ELBO constraint) goes through the process
+    group's wrapper, every parameter gets a gradient (or the wrapper would fail), every process moves the
+    Lagrange multiplier alike (the checkpoint holds the main process's), and a resumed two-process run
+    continues the uninterrupted one's trajectory."""
     from conftest import TINY_HVAE
+    from synthfair.evaluate.oracles import OracleConfig, train_oracles
     from synthfair.model.hvae import WEIGHTS
     from synthfair.model.registry import model_kind
 
+    guides = tmp_path / "guides"
+    train_oracles(OracleConfig(covariates=("sex", "findings"), epochs=1, batch_size=4), cache, guides)
+    tuning = {"classifiers": str(guides), "weight": 1.0, "elbo_target": 1.0, "lagrange_lr": 0.1}
     config = {"hvae": dict(TINY_HVAE), "steps": 4, "batch_size": 2, "checkpoint_every": 2, "warmup_steps": 1}
     config = {**config, "cond_dropout": 0.0, "learning_rate": 1e-3, "grad_clip": 200.0, "seed": 3}
     path = tmp_path / "hvae.yaml"
-    path.write_text(yaml.safe_dump(config_to_dict(config)))
+    path.write_text(yaml.safe_dump(config_to_dict({**config, "tuning": tuning})))
     parts, whole = tmp_path / "parts", tmp_path / "whole"
     launch("--config", path, "--data", cache, "--out", parts, "--stop-at", 2)
     launch("--config", path, "--data", cache, "--out", parts, "--resume", "latest")
-    launch("--config", path, "--data", cache, "--out", whole)
+    out = launch("--config", path, "--data", cache, "--out", whole)
+    assert out.count("ELBO constraint: Lagrange multiplier") == 1
     assert json.loads((whole / "train.json").read_text())["processes"] == 2
     assert model_kind(parts / "model") == "hvae"
     a, b = load_file(whole / "model" / WEIGHTS), load_file(parts / "model" / WEIGHTS)

@@ -102,6 +102,11 @@ def _report(result: TrainResult, config: TrainConfig) -> None:
         typer.echo(
             f"{result.skipped_updates} updates skipped (gradient norm above grad_skip {config.grad_skip})"
         )
+    if result.multiplier is not None:
+        typer.echo(
+            f"ELBO constraint: Lagrange multiplier {result.multiplier:.4g} "
+            f"(negative ELBO held at {config.tuning.elbo_target} nats/pixel)"
+        )
     if result.steps == config.steps or (out / "model").is_dir():
         typer.echo(f"model (EMA weights): {(out / 'model').resolve()}")
     if result.steps != config.steps:

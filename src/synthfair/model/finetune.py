@@ -18,10 +18,20 @@ reconstruction.
 One intervention per training image, drawn by the step's generator: a covariate the classifiers know, set to
 another value (categorical), a label flipped (findings), or an age drawn uniformly from the classifier's
 training range.
+
+For an HVAE the counterfactual is the model's actual one (abduction and decoding, differentiated through)
+and the ELBO can be held by a constraint instead of a fixed weight (causal-gen's Lagrangian, damped as in
+Platt and Barr's modified method of multipliers): with ``elbo_target`` set, the loss is
+
+    weight x classifier loss + (lambda + damping x v) x v,    v = negative ELBO - elbo_target,
+
+with ``damping x v`` held constant in the gradient; after each applied update lambda grows by
+``lagrange_lr x v`` (never below 0). The classifiers may pull only as far as the likelihood allows.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +39,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from synthfair.errors import ConfigError
+from synthfair.errors import ConfigError, SynthfairError
 from synthfair.model.conditioning import ConditionEncoder
 from synthfair.nets import three_channels
 
@@ -43,6 +53,11 @@ class TuningConfig:
     t_min: int = 50  # timesteps of the one-step counterfactual
     t_max: int = 500
     age_range: tuple[float, float] = (20.0, 90.0)  # ages an age intervention draws from
+    # HVAE only: hold the negative ELBO (nats per pixel) at this value with a Lagrange multiplier instead of a
+    # fixed weight of 1 (e.g. the model's own ELBO before fine-tuning plus a small margin); None: fixed
+    elbo_target: float | None = None
+    lagrange_lr: float = 1.0  # the multiplier's step per nat per pixel of violation
+    damping: float = 100.0  # the damped multiplier's stiffness (causal-gen: 100)
 
     def __post_init__(self) -> None:
         if self.weight < 0 or not 0 <= self.t_min < self.t_max:
@@ -50,6 +65,44 @@ class TuningConfig:
                 f"tuning needs weight >= 0 and t_min < t_max, got {self.weight}, {self.t_min}, {self.t_max}",
                 "use e.g. weight 0.05, t_min 50, t_max 500",
             )
+        if self.elbo_target is not None and not self.classifiers:
+            raise ConfigError(
+                f"tuning.elbo_target {self.elbo_target} without tuning.classifiers: nothing pulls against it",
+                "give the classifiers of counterfactual fine-tuning, or remove elbo_target",
+            )
+        if self.elbo_target is not None and not self.elbo_target > 0:
+            raise ConfigError(
+                f"tuning.elbo_target {self.elbo_target} is not a positive negative ELBO (nats per pixel)",
+                "use the model's own negative ELBO plus a margin, e.g. 3.3",
+            )
+        if self.lagrange_lr < 0 or self.damping < 0:
+            raise ConfigError(
+                f"tuning.lagrange_lr {self.lagrange_lr} and tuning.damping {self.damping} must be >= 0",
+                "use e.g. lagrange_lr 1.0, damping 100",
+            )
+
+
+@dataclass
+class Multiplier:
+    """The Lagrange multiplier of the ELBO constraint (``TuningConfig.elbo_target``): it grows while the
+    negative ELBO is above the target and never falls below 0; a checkpoint holds its value."""
+
+    value: float = 0.0
+
+    def penalty(self, nelbo: torch.Tensor, target: float, damping: float) -> torch.Tensor:
+        """(lambda + damping x v) x v with v = ``nelbo`` - ``target``; the damping factor is not
+        differentiated."""
+        violation = nelbo - target
+        return (self.value + damping * violation.detach()) * violation
+
+    def step(self, violation: float, lr: float) -> None:
+        """Gradient ascent on lambda: ``violation`` is the step's mean negative ELBO minus the target."""
+        if not math.isfinite(violation):
+            raise SynthfairError(
+                f"the ELBO constraint's violation is {violation}",
+                "lower the learning rate or tuning.weight; resume from the last checkpoint",
+            )
+        self.value = max(0.0, self.value + lr * violation)
 
 
 def interventions(

@@ -20,7 +20,8 @@ With an ``hvae:`` section the image model is a hierarchical VAE (`synthfair.mode
 of step 3 is its negative ELBO (nats per pixel) on the batch, its latents sampled from the step's generator;
 ``grad_skip`` drops updates whose gradient norm explodes, as HVAE training needs. Its counterfactual
 fine-tuning (``tuning:``) scores the model's actual counterfactuals of the batch (abduction and two decoder
-passes, differentiated through), added to the ELBO with ``tuning.weight``.
+passes, differentiated through), added to the ELBO with ``tuning.weight``; with ``tuning.elbo_target`` a
+damped Lagrange multiplier holds the ELBO at that target instead (its value is in every checkpoint).
 
 Because nothing depends on global RNG state or on the order ranks run in, resuming from a checkpoint
 continues the exact trajectory of an uninterrupted run (tested). On CUDA, ``mixed_precision="auto"`` trains
@@ -37,7 +38,7 @@ import pickle  # only for the error type of a refused (never executed) pickle
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,12 @@ class TrainConfig:
             )
         if self.grad_skip < 0:
             raise ConfigError(f"grad_skip {self.grad_skip} is negative", "use 0 (never skip) or e.g. 500")
+        if self.hvae is None and self.tuning.elbo_target is not None:
+            raise ConfigError(
+                f"tuning.elbo_target {self.tuning.elbo_target} constrains an HVAE's ELBO; a diffusion model "
+                "has none",
+                "remove elbo_target (the denoising loss keeps weight 1), or train an hvae: section",
+            )
         if self.hvae is not None and self.model != ModelConfig():
             raise ConfigError(
                 "the training config has both a model: section (a diffusion model) and an hvae: section",
@@ -136,6 +143,7 @@ class TrainResult:
     final_loss: float
     images_per_second: float
     skipped_updates: int = 0  # this run's steps whose update `grad_skip` dropped
+    multiplier: float | None = None  # the ELBO constraint's final Lagrange multiplier (tuning.elbo_target)
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -191,7 +199,9 @@ def train(
     unet, optimizer, schedule = accelerator.prepare(unet, optimizer, schedule)
     # the EMA is saved and restored as safetensors + JSON by us (`_checkpoint`, `_load_ema`), never through
     # accelerate's register_for_checkpointing, which pickles it and unpickles it with weights_only=False
-    start = _resume(accelerator, out, resume, ema, unet)  # before writing: a refused run leaves `out` alone
+    # before writing: a refused run leaves `out` alone
+    start, resumed = _resume(accelerator, out, resume, ema, unet)
+    multiplier = _load_multiplier(resumed, config)
     ema.to(accelerator.device)  # the shadow weights follow the model (load_state restores them on the CPU);
     # as in diffusers' examples, or ema.step() fails on a GPU
     if accelerator.is_main_process:
@@ -201,7 +211,17 @@ def train(
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     for step in range(start, end):
         loss, updated = _step(
-            step, config, dataset, order, model, unet, optimizer, schedule, accelerator, classifiers
+            step,
+            config,
+            dataset,
+            order,
+            model,
+            unet,
+            optimizer,
+            schedule,
+            accelerator,
+            classifiers,
+            multiplier,
         )
         skipped += not updated
         ema.step(accelerator.unwrap_model(unet).parameters())
@@ -213,7 +233,7 @@ def train(
             if on_step is not None:
                 on_step(step + 1, loss, rate)
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
-            _checkpoint(accelerator, out, step + 1, ema, config, losses, unet)
+            _checkpoint(accelerator, out, step + 1, ema, config, losses, unet, multiplier)
     if accelerator.is_main_process and (end == config.steps or export):
         _export(out, model, ema, accelerator.unwrap_model(unet), config, losses, end)
         fit_scm(dataset, taxonomy, config.seed).save(out / "model" / SCM_DIR)
@@ -228,13 +248,24 @@ def train(
     accelerator.wait_for_everyone()
     final = losses[-1][1] if losses else math.nan
     rate = seen / max(time.perf_counter() - clock, 1e-9)
-    return TrainResult(out, end, start, final, rate, skipped)
+    return TrainResult(out, end, start, final, rate, skipped, multiplier and multiplier.value)
 
 
 def _step(
-    step, config, dataset, order, model, unet, optimizer, schedule, accelerator, classifiers=None
+    step,
+    config,
+    dataset,
+    order,
+    model,
+    unet,
+    optimizer,
+    schedule,
+    accelerator,
+    classifiers=None,
+    multiplier=None,
 ) -> tuple[torch.Tensor, bool]:
-    """One optimizer step: (the batch's loss, whether the update was applied; see ``grad_skip``)."""
+    """One optimizer step: (the batch's loss, whether the update was applied; see ``grad_skip``); an applied
+    update also moves the ELBO constraint's ``multiplier`` (`finetune.Multiplier`), if there is one."""
     rank, world = accelerator.process_index, accelerator.num_processes
     indices = [
         int(order[i]) for i in batch_indices(step, len(order), config.batch_size, config.seed, rank, world)
@@ -242,9 +273,19 @@ def _step(
     images, records = dataset.batch(indices)
     x0 = to_model_space(images).to(accelerator.device)
     generator = torch.Generator().manual_seed(_step_seed(config.seed, step, rank))
-    loss_of = _hvae_loss if model.kind == "hvae" else _diffusion_loss
-    loss = loss_of(config, model, unet, classifiers, x0, images, records, generator, accelerator)
-    accelerator.backward(loss)
+    if model.kind == "hvae":
+        tuned, nelbo = _hvae_loss(
+            config, model, unet, classifiers, x0, images, records, generator, accelerator
+        )
+        loss = config.tuning.weight * tuned + nelbo  # what the loss curve shows
+        objective = loss
+        if multiplier is not None:  # the ELBO held at its target instead of weighted by 1
+            tuning = config.tuning
+            objective = tuning.weight * tuned + multiplier.penalty(nelbo, tuning.elbo_target, tuning.damping)
+    else:
+        loss = _diffusion_loss(config, model, unet, classifiers, x0, images, records, generator, accelerator)
+        objective = loss
+    accelerator.backward(objective)
     updated = True
     if accelerator.sync_gradients:
         norm = accelerator.clip_grad_norm_(unet.parameters(), config.grad_clip)
@@ -253,6 +294,9 @@ def _step(
         updated = not config.grad_skip or bool(torch.as_tensor(norm).float() < config.grad_skip)
     if updated:
         optimizer.step()
+        if multiplier is not None:  # the same mean on every process: every process moves it alike
+            violation = accelerator.reduce(nelbo.detach(), reduction="mean") - config.tuning.elbo_target
+            multiplier.step(violation.item(), config.tuning.lagrange_lr)
     schedule.step()
     optimizer.zero_grad(set_to_none=True)
     return loss, updated
@@ -277,9 +321,12 @@ def _diffusion_loss(
     return loss
 
 
-def _hvae_loss(config, model, unet, classifiers, x0, images, records, generator, accelerator) -> torch.Tensor:
-    """The negative ELBO of one batch; with fine-tuning, plus the classifiers' loss on the HVAE's actual
-    counterfactuals of the batch (differentiated through abduction and both decoder passes)."""
+def _hvae_loss(
+    config, model, unet, classifiers, x0, images, records, generator, accelerator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the classifiers' loss on the HVAE's actual counterfactuals of the batch, differentiated through
+    abduction and both decoder passes, times ``tuning.weight``: 0 without fine-tuning; the batch's negative
+    ELBO)."""
     device = accelerator.device
     drop = torch.rand(x0.shape[0], len(model.encoder.groups), generator=generator) < config.cond_dropout
     cond = model.encoder.null(model.encoder.encode(records), drop).to(device)
@@ -289,12 +336,11 @@ def _hvae_loss(config, model, unet, classifiers, x0, images, records, generator,
         cond_cf = finetune.encode_changed(model.encoder, records, changes).to(device)
     with accelerator.autocast():
         out = unet(x0, cond, generator, cond_cf)  # through the wrapper: DDP syncs the gradients
-    loss = out["loss"].float()
-    if changes is not None:
-        x_cf = (out["counterfactual"].float() + 1.0) / 2.0
-        tuned = finetune.tuning_loss(x_cf, images.to(device), changes, classifiers)
-        loss = loss + config.tuning.weight * tuned
-    return loss
+    nelbo = out["loss"].float()
+    if changes is None:
+        return nelbo.new_zeros(()), nelbo
+    x_cf = (out["counterfactual"].float() + 1.0) / 2.0
+    return finetune.tuning_loss(x_cf, images.to(device), changes, classifiers), nelbo
 
 
 def _tuning_loss(config, model, unet, classifiers, images, records, generator, accelerator) -> torch.Tensor:
@@ -354,13 +400,26 @@ def _create(config: TrainConfig, taxonomy: Taxonomy) -> DiffusionModel | HVAEMod
 def _init_weights(model: DiffusionModel | HVAEModel, source_dir: Path, config: TrainConfig) -> None:
     """Load the weights of ``source_dir`` (``config.init_from``'s model) into ``model``."""
     source = load_model(source_dir, model.encoder.taxonomy)
-    if source.kind != model.kind or source.config != config.image_model:
+    differ = [] if source.kind != model.kind else _architecture_changes(source.config, config.image_model)
+    if source.kind != model.kind or differ:
+        what = f"differ in {', '.join(differ)}" if differ else f"are a {source.kind} and a {model.kind} model"
         raise ConfigError(
-            f"init_from {config.init_from} is a {source.kind} model with config {source.config}, this run "
-            f"trains a {model.kind} model with {config.image_model}",
+            f"init_from {config.init_from} has config {source.config}, this run trains {config.image_model}: "
+            f"they {what}",
             "fine-tune with the model (or hvae) section of the run that made those weights",
         )
     model.network.load_state_dict(source.network.state_dict())
+
+
+# settings of the loss, not of the network: a fine-tuning run may change them (e.g. a larger KL weight)
+LOSS_SETTINGS = {"hvae": ("beta",), "diffusion": ()}
+
+
+def _architecture_changes(source: ModelConfig | HVAEConfig, target: ModelConfig | HVAEConfig) -> list[str]:
+    """The fields of two configs of one model kind that differ, the loss's own settings left out."""
+    kind = "hvae" if isinstance(target, HVAEConfig) else "diffusion"
+    names = [f.name for f in fields(target) if f.name not in LOSS_SETTINGS[kind]]
+    return [name for name in names if getattr(source, name) != getattr(target, name)]
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -394,17 +453,20 @@ def _checkpoint_step(path: Path) -> int:
     return int(path.name[len(CHECKPOINT_PREFIX) :])
 
 
-def _resume(accelerator: Accelerator, out: Path, resume: str | None, ema: EMAModel, unet) -> int:
+def _resume(
+    accelerator: Accelerator, out: Path, resume: str | None, ema: EMAModel, unet
+) -> tuple[int, Path | None]:
+    """(the step to start from, the checkpoint it was loaded from: None for a fresh start)."""
     if resume is None:
         if checkpoints(out):
             raise SynthfairError(
                 f"{out} already has checkpoints", "pass --resume latest to continue, or use a new --out"
             )
-        return 0
+        return 0, None
     if resume == "latest":
         found = checkpoints(out)
         if not found:
-            return 0  # nothing to resume: start fresh (so one command both starts and resumes a job)
+            return 0, None  # nothing to resume: start fresh (so one command both starts and resumes a job)
         path = found[-1]
     else:
         path = Path(resume)
@@ -429,7 +491,31 @@ def _resume(accelerator: Accelerator, out: Path, resume: str | None, ema: EMAMod
             "resume from a checkpoint written by `synthfair train`, or start a new --out",
         ) from None
     _load_ema(ema, accelerator.unwrap_model(unet), path / "ema")
-    return _checkpoint_step(path)
+    return _checkpoint_step(path), path
+
+
+MULTIPLIER_FILE = "multiplier.json"  # in a checkpoint: the ELBO constraint's Lagrange multiplier
+
+
+def _load_multiplier(checkpoint: Path | None, config: TrainConfig) -> finetune.Multiplier | None:
+    """The ELBO constraint's multiplier (``tuning.elbo_target``): 0 on a fresh start, else the checkpoint's
+    value."""
+    if config.tuning.elbo_target is None:
+        return None
+    if checkpoint is None:
+        return finetune.Multiplier()
+    path = checkpoint / MULTIPLIER_FILE
+    hint = "resume from a checkpoint of a run with the same tuning.elbo_target, or start a new --out"
+    try:
+        if path.stat().st_size > 4096:
+            raise ValueError("larger than 4 KiB")
+        value = json.loads(path.read_text())["lagrange_multiplier"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        what = f"{type(err).__name__}: {err}"
+        raise SynthfairError(f"{path}: no readable Lagrange multiplier ({what})", hint) from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise SynthfairError(f"{path}: lagrange_multiplier {value!r} is not a finite number >= 0", hint)
+    return finetune.Multiplier(float(value))
 
 
 def _check_random_states(path: Path) -> None:
@@ -478,7 +564,9 @@ def _save_ema(ema: EMAModel, net: torch.nn.Module, path: Path) -> None:
     write_json(path / "config.json", {"decay": ema.decay, "optimization_step": ema.optimization_step})
 
 
-def _checkpoint(accelerator, out: Path, step: int, ema: EMAModel, config: TrainConfig, losses, unet) -> None:
+def _checkpoint(
+    accelerator, out: Path, step: int, ema: EMAModel, config: TrainConfig, losses, unet, multiplier=None
+) -> None:
     path = out / "checkpoints" / f"{CHECKPOINT_PREFIX}{step:07d}"
     if accelerator.is_main_process:
         for old in checkpoints(out)[: max(0, len(checkpoints(out)) - config.checkpoints_total_limit + 1)]:
@@ -490,6 +578,8 @@ def _checkpoint(accelerator, out: Path, step: int, ema: EMAModel, config: TrainC
             _save_ema(ema, accelerator.unwrap_model(unet), path / "ema")
         else:
             ema.save_pretrained(str(path / "ema"))
+        if multiplier is not None:
+            write_json(path / MULTIPLIER_FILE, {"lagrange_multiplier": multiplier.value})
         _write_losses(out, losses)
 
 
