@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from synthfair.config import config_to_dict, dataclass_from_dict
+from synthfair.config import config_to_dict
 from synthfair.counterfactual import CounterfactualEngine, EngineConfig
 from synthfair.evaluate.independence import check_independence
 from synthfair.evaluate.oracles import Oracles
@@ -82,6 +82,13 @@ def load_truth(phantom: Phantom, args) -> ExactCounterfactuals:
     np.savez(path, meta=json.dumps(meta), **arrays)
     print(f"rendered the truth of {args.subjects} subjects in {time.perf_counter() - t:.0f} s -> {path}")
     return exact
+
+
+def engine_settings(model_dir, overrides: str) -> EngineConfig:
+    """The model's recommended settings (its engine.json: routes included), ``overrides`` (JSON) on top; 16
+    rows per batch unless given."""
+    given = json.loads(overrides)
+    return EngineConfig.recommended(model_dir, **{"batch_size": 16, **given})
 
 
 def first_subjects(exact: ExactCounterfactuals, n: int) -> ExactCounterfactuals:
@@ -204,15 +211,13 @@ def main() -> None:
     if args.limit:
         exact = first_subjects(exact, args.limit)
     model_dir = args.model or pretrained_path("phantom-64")
-    config = dataclass_from_dict(
-        EngineConfig, {"batch_size": 16, **json.loads(args.engine)}, where="--engine"
-    )
+    config = engine_settings(model_dir, args.engine)
     engine = CounterfactualEngine.load(model_dir, config)
     t = time.perf_counter()
     model = model_counterfactuals(engine, exact)
     seconds = time.perf_counter() - t
     local = lambda c: bool(c) and all(phantom.taxonomy[n].extent == "local" for n in c)  # noqa: E731
-    nfe = [engine.evaluations(tuple(c), local(c)) for row in exact.changes for c in row if c]
+    nfe = [engine.evaluations(tuple(c), local(c), c) for row in exact.changes for c in row if c]
     table = score(exact, model)
     independence = None
     if args.oracles:  # refuses oracles that trained or guided the model (counterfactual fine-tuning)

@@ -25,6 +25,11 @@ the counterfactual covariates, and the factual image's per-pixel noise under the
 second (3 network passes; the null intervention returns the image exactly). The diffusion settings of
 `EngineConfig` other than ``batch_size`` do not apply to it.
 
+With ``routes`` (`synthfair.model.routes`) one model directory serves each intervention with the image model
+the evaluator found best for it: a counterfactual whose changed covariates all map to one route goes to the
+model in ``routes/NAME/`` (with that model's own recommended settings), everything else to the directory's
+own model; the covariates are always computed by the directory's SCM.
+
 `CounterfactualEngine.evaluations` gives the network evaluations per counterfactual. A model directory may
 carry the settings its recipe was tuned with (``engine.json``); ``EngineConfig.recommended`` reads them.
 
@@ -48,8 +53,9 @@ from synthfair.causal.scm import AttributeSCM
 from synthfair.config import dataclass_from_dict
 from synthfair.errors import ConfigError, SynthfairError
 from synthfair.model.diffusion import DiffusionModel, Reference, resolve_model, to_image_space, to_model_space
-from synthfair.model.registry import load_model
-from synthfair.model.train import ENGINE_FILE, SCM_DIR
+from synthfair.model.registry import ENGINE_FILE, load_model
+from synthfair.model.routes import check_name, route_dir
+from synthfair.model.train import SCM_DIR
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 if TYPE_CHECKING:
@@ -83,8 +89,14 @@ class EngineConfig:
     mask_evaluations: int = 4  # network evaluations that estimate the mask
     mask_threshold: float = 0.5  # share of the largest conditional difference that is inside the mask
     batch_size: int = 8  # rows per network evaluation (samples are padded to it)
+    # covariate (or covariate=value, for one categorical value) -> route name: counterfactuals whose changed
+    # covariates all map to one route are made by the model in routes/NAME/ of the model directory
+    # (synthfair.model.routes), e.g. {"view=LATERAL": "hvae", "device": "hvae"}
+    routes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in self.routes.values():
+            check_name(name)
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError(
                 f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}", "use e.g. 25 and 8"
@@ -169,12 +181,15 @@ class CounterfactualEngine:
         model: DiffusionModel | HVAEModel,
         scm: AttributeSCM | None = None,
         config: EngineConfig | None = None,
+        routes: Mapping[str, CounterfactualEngine] | None = None,
     ):
         self.model = model  # a DiffusionModel or an HVAEModel (synthfair.model.registry)
         self.scm = scm
         self.config = config or EngineConfig()
         if model.kind == "hvae":
             _check_hvae_settings(self.config)
+        self.routes = dict(routes or {})  # route name -> its engine (no SCM: the covariates are ours)
+        _check_routes(self.config, self.routes, model)
         self.model.network.eval()
 
     @classmethod
@@ -188,7 +203,14 @@ class CounterfactualEngine:
         taxonomy = taxonomy or load_taxonomy()
         model = load_model(model_dir, taxonomy)
         scm = AttributeSCM.load(model_dir / SCM_DIR, taxonomy) if (model_dir / SCM_DIR).is_dir() else None
-        return cls(model, scm, config)
+        routes = {}
+        for name in sorted(set(config.routes.values())):
+            path = route_dir(model_dir, name)
+            settings = EngineConfig.recommended(path)
+            if settings.routes:
+                raise ConfigError(f"route {name!r} ({path}) has routes of its own", "route to a plain model")
+            routes[name] = cls(load_model(path, taxonomy), None, settings)
+        return cls(model, scm, config, routes)
 
     @property
     def size(self) -> int:
@@ -198,15 +220,36 @@ class CounterfactualEngine:
     def device(self) -> torch.device:
         return next(self.model.network.parameters()).device
 
-    def evaluations(self, changed: Sequence[str] = (), local: bool = False) -> int:
-        """Network evaluations of one counterfactual whose covariates ``changed`` (all ``local`` or not)."""
+    def evaluations(
+        self, changed: Sequence[str] = (), local: bool = False, covariates: Mapping[str, Any] | None = None
+    ) -> int:
+        """Network evaluations of one counterfactual whose covariates ``changed`` (all ``local`` or not) to
+        ``covariates`` (needed only for routes of one value)."""
+        route = self.route(changed, covariates)
+        if route is not None:
+            return self.routes[route].evaluations(changed, local)
         if self.model.kind == "hvae":
             return HVAE_EVALUATIONS
         return self.config.evaluations(changed, local)
 
+    def route(self, changed: Sequence[str], covariates: Mapping[str, Any] | None = None) -> str | None:
+        """The route of a counterfactual whose covariates ``changed`` to ``covariates``: None for this
+        engine's own model. A route of the new value (``view=LATERAL``) comes before the covariate's."""
+        routes, names = self.config.routes, set()
+        for name in changed:
+            value = (covariates or {}).get(name)
+            names.add(
+                routes.get(f"{name}={value}", routes.get(name))
+                if isinstance(value, str)
+                else routes.get(name)
+            )
+        return names.pop() if len(names) == 1 and None not in names else None
+
     def to(self, device: str | torch.device) -> CounterfactualEngine:
         """Move the denoiser to ``device`` (float32 everywhere: bytes must not depend on autocast)."""
         self.model.network.to(device)
+        for engine in self.routes.values():
+            engine.to(device)
         return self
 
     def __call__(
@@ -229,16 +272,25 @@ class CounterfactualEngine:
             taxonomy.check_record(f, where=f"factual covariates of sample {i}")
             for i, f in enumerate(factuals)
         ]
-        out: list[Counterfactual] = []
-        for start in range(0, n, self.config.batch_size):
-            rows = range(start, min(start + self.config.batch_size, n))
-            out += self._batch(
-                [images[i] for i in rows],
-                [factuals[i] for i in rows],
-                [interventions[i] for i in rows],
-                [seeds[i] for i in rows],
-            )
+        cfs = [self.covariates(f, d, s) for f, d, s in zip(factuals, interventions, seeds, strict=True)]
+        out: list[Counterfactual | None] = [None] * n
+        for engine, rows in self._routed(cfs):
+            size = engine.config.batch_size
+            for start in range(0, len(rows), size):
+                chunk = rows[start : start + size]
+                made = engine._batch(
+                    *([arg[i] for i in chunk] for arg in (images, factuals, interventions, seeds, cfs))
+                )
+                for i, result in zip(chunk, made, strict=True):
+                    out[i] = result
         return out
+
+    def _routed(self, cfs) -> list[tuple[CounterfactualEngine, list[int]]]:
+        """(engine, the rows it makes, in order): this engine's rows first, then each route's."""
+        rows: dict[str | None, list[int]] = {None: []}
+        for i, (covariates, changed, _) in enumerate(cfs):
+            rows.setdefault(self.route(changed, covariates), []).append(i)
+        return [(self if name is None else self.routes[name], r) for name, r in rows.items() if r]
 
     def covariates(self, factual: Mapping[str, Any], intervention: Mapping[str, Any], seed: int):
         """(counterfactual covariates, changed, propagated) for one sample."""
@@ -256,7 +308,8 @@ class CounterfactualEngine:
         changed = tuple(k for k in covariates if covariates[k] != factual.get(k))
         return covariates, changed, False
 
-    def _batch(self, images, factuals, interventions, seeds) -> list[Counterfactual]:
+    def _batch(self, images, factuals, interventions, seeds, cfs) -> list[Counterfactual]:
+        """One batch of counterfactuals whose covariates ``cfs`` (`covariates`' results) are known."""
         n, size = len(images), self.config.batch_size
         for image in images:
             if image.shape != (self.size, self.size):
@@ -264,7 +317,6 @@ class CounterfactualEngine:
                     f"image of shape {image.shape} does not match the model's {self.size}x{self.size}",
                     "fit it first (synthfair.images.resize.fit_image) or use a model of that size",
                 )
-        cfs = [self.covariates(f, d, s) for f, d, s in zip(factuals, interventions, seeds, strict=True)]
         pad = list(range(n)) + [n - 1] * (
             size - n
         )  # fixed batch shape: per-sample bytes are batch-independent
@@ -360,7 +412,7 @@ class CounterfactualEngine:
 
 def _check_hvae_settings(config: EngineConfig) -> None:
     """An HVAE's counterfactual has no steps, guidance or masks: refuse settings that would be ignored."""
-    defaults = EngineConfig(batch_size=config.batch_size)
+    defaults = EngineConfig(batch_size=config.batch_size, routes=config.routes)
     changed = [f.name for f in fields(EngineConfig) if getattr(config, f.name) != getattr(defaults, f.name)]
     if changed:
         raise ConfigError(
@@ -368,6 +420,33 @@ def _check_hvae_settings(config: EngineConfig) -> None:
             "HVAE model (its counterfactual is abduction and one decoder pass: no steps, guidance or masks)",
             "leave them out; only batch_size applies",
         )
+
+
+def _check_routes(config: EngineConfig, routes: Mapping[str, CounterfactualEngine], model) -> None:
+    """Every route of ``config`` has an engine of the same image size and taxonomy, on known covariates."""
+    taxonomy = model.encoder.taxonomy
+    for key, name in config.routes.items():
+        covariate, _, value = key.partition("=")
+        if covariate not in taxonomy:
+            raise ConfigError(f"routes: unknown covariate {covariate!r}", "route covariates of taxonomy.yaml")
+        spec = taxonomy[covariate]
+        if value and (spec.kind != "categorical" or value not in spec.values):
+            raise ConfigError(
+                f"routes: {key!r} names no value of {covariate} ({spec.kind}, {spec.domain})",
+                f"route the covariate ({covariate!r}) or one of its categorical values",
+            )
+        if name not in routes:
+            raise ConfigError(
+                f"routes: no engine for route {name!r}", "load the engine from its model directory"
+            )
+    for name, engine in routes.items():
+        if engine.size != model.config.sample_size or engine.model.encoder.taxonomy.sha256 != taxonomy.sha256:
+            raise ConfigError(
+                f"route {name!r} makes {engine.size}x{engine.size} images under taxonomy "
+                f"{engine.model.encoder.taxonomy.sha256[:12]}, the model {model.config.sample_size}x"
+                f"{model.config.sample_size} under {taxonomy.sha256[:12]}",
+                "route to a model trained at the same size on the same taxonomy",
+            )
 
 
 def parse_do(items: Sequence[str], taxonomy: Taxonomy | None = None) -> dict[str, Any]:

@@ -72,3 +72,20 @@ def test_unknown_subjects_are_flagged(tmp_path, oracles):
     model.mkdir()
     flags = check_independence(oracles, model).flags
     assert len(flags) == 2 and "unknown" in flags[0] and "unknown" in flags[1]
+
+
+def test_the_guides_and_subjects_of_every_route_are_checked(tmp_path, oracles):
+    """A routed model directory holds other image models (`synthfair.model.routes`): their guidance
+    classifiers are refused as oracles too, and their training subjects are compared as well."""
+    from synthfair.model.registry import MODEL_FILE
+
+    model = _model(tmp_path, ["s1_0"])
+    route = model / "routes" / "hvae"
+    route.mkdir(parents=True)
+    (route / MODEL_FILE).write_text("{}")
+    save_subjects(route, subject_digests(["s2_3"]))
+    result = check_independence(oracles, model)
+    assert result.shared_with_model == 1 and "1 of route hvae's training subjects" in result.flags[0]
+    _guide(route, "g", ["s1_0"], oracles.weight_files()[0])
+    with pytest.raises(SynthfairError, match="is the model's guidance classifier g"):
+        check_independence(oracles, model)

@@ -4,7 +4,8 @@ A classifier that helped train or guide an image model (counterfactual fine-tuni
 masks) rewards exactly what it reads; scored by the same classifier, or by one that saw the same subjects,
 effectiveness is gamed. So the evaluator refuses oracles that
 
-- share a weights file (sha256) with any of the model's guidance classifiers (``model/guidance/*/``), or
+- share a weights file (sha256) with any of the model's guidance classifiers (``model/guidance/*/``, and
+  those of every model its routes hold: ``model/routes/*/guidance/*/``), or
 - share a training subject with them (``subjects.npy``, `synthfair.subjects`), or
 - cannot be told apart: a guidance classifier without a subject record;
 
@@ -22,6 +23,7 @@ from typing import Any
 from synthfair.errors import SynthfairError
 from synthfair.evaluate.oracles import Oracles
 from synthfair.fileio import sha256_file
+from synthfair.model.routes import route_dirs
 from synthfair.model.train import GUIDANCE_DIR
 from synthfair.subjects import load_subjects, shared_subjects
 
@@ -48,7 +50,8 @@ def check_independence(oracles: Oracles, model_dir: str | Path) -> Independence:
     if mine is None:
         flags.append("the oracles carry no subject record (subjects.npy): overlap with the model is unknown")
     weights = {sha256_file(p): p.name for p in oracles.weight_files() if p.is_file()}
-    guides = sorted(p for p in (model_dir / GUIDANCE_DIR).glob("*") if p.is_dir())
+    models = [model_dir, *route_dirs(model_dir)]  # a routed model: every image model it holds
+    guides = [p for m in models for p in sorted((m / GUIDANCE_DIR).glob("*")) if p.is_dir()]
     for guide in guides:
         for path in sorted(guide.glob("*.safetensors")):
             same = weights.get(sha256_file(path))
@@ -69,10 +72,15 @@ def check_independence(oracles: Oracles, model_dir: str | Path) -> Independence:
                 f"the oracles share {shared} training subjects with guidance classifier {guide.name}",
                 "train the oracles on other subjects (another phantom seed, or a disjoint patient split)",
             )
-    trained_on = load_subjects(model_dir)
-    shared = None if mine is None or trained_on is None else shared_subjects(mine, trained_on)
-    if shared:
-        flags.append(f"the oracles saw {shared} of the image model's training subjects")
-    if trained_on is None:
-        flags.append(f"{model_dir} carries no subject record: overlap with its training data is unknown")
-    return Independence(tuple(g.name for g in guides), shared, tuple(flags))
+    shared_total = None
+    for model in models:
+        trained_on = load_subjects(model)
+        shared = None if mine is None or trained_on is None else shared_subjects(mine, trained_on)
+        if shared:
+            whose = "the image model's" if model == model_dir else f"route {model.name}'s"
+            flags.append(f"the oracles saw {shared} of {whose} training subjects")
+        if trained_on is None:
+            flags.append(f"{model} carries no subject record: overlap with its training data is unknown")
+        if shared is not None:
+            shared_total = max(shared_total or 0, shared)
+    return Independence(tuple(g.name for g in guides), shared_total, tuple(flags))

@@ -125,7 +125,8 @@ def exact_counterfactuals(
 
 def model_counterfactuals(engine: CounterfactualEngine, exact: ExactCounterfactuals) -> np.ndarray:
     """The image model's counterfactuals (S, I, H, W), given the true counterfactual covariates."""
-    image_engine = CounterfactualEngine(engine.model, None, engine.config)  # given true covariates: no SCM
+    # given the true covariates: no SCM
+    image_engine = CounterfactualEngine(engine.model, None, engine.config, engine.routes)
     s, i = exact.truth.shape[:2]
     images = [exact.factual[a] for a in range(s) for _ in range(i)]
     factuals = [exact.covariates[a] for a in range(s) for _ in range(i)]

@@ -46,6 +46,7 @@ from synthfair.images.readers import ImageReadError, read_image
 from synthfair.images.resize import FITS, fit_image
 from synthfair.model.diffusion import resolve_model
 from synthfair.model.registry import MODEL_FILE, weights_file
+from synthfair.model.routes import route_dir
 from synthfair.phantom.engine import NAME as PHANTOM
 from synthfair.phantom.engine import PhantomEngine, PhantomEngineConfig
 from synthfair.release import layout
@@ -238,6 +239,7 @@ def _request(plan, checkpoint, config, engine, n_shards: int, taxonomy: Taxonomy
         "generator": PHANTOM if exact else "model",
         "checkpoint_sha256": None if exact else sha256_file(weights),
         "model_config_sha256": None if exact else sha256_file(model_dir / MODEL_FILE),
+        **({} if exact else _route_digests(model_dir, engine)),
         "engine": config_to_dict(config.engine),
         "fit": config.fit,
         "size": engine.size,
@@ -248,6 +250,18 @@ def _request(plan, checkpoint, config, engine, n_shards: int, taxonomy: Taxonomy
         "shards": n_shards,
         "taxonomy_sha256": taxonomy.sha256,
         "synthfair_version": synthfair.__version__,
+    }
+
+
+def _route_digests(model_dir: Path, engine: CounterfactualEngine) -> dict[str, Any]:
+    """The weights' sha256 of every route the engine uses (`synthfair.model.routes`); nothing without."""
+    if not engine.routes:
+        return {}
+    return {
+        "routes": dict(sorted(engine.config.routes.items())),
+        "route_sha256": {
+            name: sha256_file(weights_file(route_dir(model_dir, name))) for name in sorted(engine.routes)
+        },
     }
 
 

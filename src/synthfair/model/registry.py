@@ -28,6 +28,7 @@ from synthfair.model.conditioning import ConditionEncoder
 from synthfair.taxonomy import Taxonomy
 
 MODEL_FILE = "synthfair_model.json"
+ENGINE_FILE = "engine.json"  # beside it: the recommended engine settings (synthfair.counterfactual)
 KINDS = ("diffusion", "hvae")
 DEFAULT_KIND = "diffusion"  # not written: a diffusion model's record is what it was before HVAEs
 OWN_KEYS = ("schema", "kind", "model", "conditioning", "synthfair_version")  # the rest is provenance

@@ -61,13 +61,12 @@ from synthfair.model.data import CacheDataset, batch_indices, oversample_rules, 
 from synthfair.model.diffusion import DiffusionModel, ModelConfig, denoise, resolve_model, to_model_space
 from synthfair.model.finetune import TuningConfig
 from synthfair.model.hvae import HVAEConfig, HVAEModel
-from synthfair.model.registry import load_model
+from synthfair.model.registry import ENGINE_FILE, load_model
 from synthfair.subjects import save_subjects, subject_digests
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
 CHECKPOINT_PREFIX = "checkpoint-"
 SCM_DIR = "scm"  # inside model/: read by synthfair.counterfactual
-ENGINE_FILE = "engine.json"  # inside model/: the recommended engine settings (synthfair.counterfactual)
 GUIDANCE_DIR = "guidance"  # inside model/: the classifiers that trained it (checked by synthfair.evaluate)
 
 
