@@ -54,7 +54,7 @@ from synthfair.config import dataclass_from_dict
 from synthfair.errors import ConfigError, SynthfairError
 from synthfair.model.diffusion import DiffusionModel, Reference, resolve_model, to_image_space, to_model_space
 from synthfair.model.registry import ENGINE_FILE, load_model
-from synthfair.model.routes import check_name, route_dir
+from synthfair.model.routes import check_key, check_name, route_dir
 from synthfair.model.train import SCM_DIR
 from synthfair.taxonomy import Taxonomy, load_taxonomy
 
@@ -426,15 +426,7 @@ def _check_routes(config: EngineConfig, routes: Mapping[str, CounterfactualEngin
     """Every route of ``config`` has an engine of the same image size and taxonomy, on known covariates."""
     taxonomy = model.encoder.taxonomy
     for key, name in config.routes.items():
-        covariate, _, value = key.partition("=")
-        if covariate not in taxonomy:
-            raise ConfigError(f"routes: unknown covariate {covariate!r}", "route covariates of taxonomy.yaml")
-        spec = taxonomy[covariate]
-        if value and (spec.kind != "categorical" or value not in spec.values):
-            raise ConfigError(
-                f"routes: {key!r} names no value of {covariate} ({spec.kind}, {spec.domain})",
-                f"route the covariate ({covariate!r}) or one of its categorical values",
-            )
+        check_key(key, taxonomy)
         if name not in routes:
             raise ConfigError(
                 f"routes: no engine for route {name!r}", "load the engine from its model directory"

@@ -41,6 +41,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "counterfactual",
         'Answer "what would this radiograph look like had...".',
     ),
+    "route": (
+        "route",
+        "route",
+        "Add another image model to a model directory for the interventions it serves best.",
+    ),
     "plan": ("plan", "plan", "Choose factual images and interventions; a key, shard and seed per sample."),
     "generate": ("generate", "generate", "Generate the planned samples into WebDataset shards."),
     "finalize": (

@@ -26,6 +26,7 @@ from pathlib import Path
 from synthfair.errors import ConfigError
 from synthfair.fileio import write_json
 from synthfair.model.registry import ENGINE_FILE, MODEL_FILE
+from synthfair.taxonomy import Taxonomy
 
 ROUTES_DIR = "routes"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -39,6 +40,21 @@ def check_name(name: str) -> str:
             "name the route's folder under routes/, e.g. hvae",
         )
     return name
+
+
+def check_key(key: str, taxonomy: Taxonomy) -> str:
+    """``key`` if it names a covariate of ``taxonomy`` (``device``) or one categorical value of one
+    (``view=LATERAL``), else a ConfigError naming it."""
+    covariate, _, value = key.partition("=")
+    if covariate not in taxonomy:
+        raise ConfigError(f"routes: unknown covariate {covariate!r}", "route covariates of taxonomy.yaml")
+    spec = taxonomy[covariate]
+    if value and (spec.kind != "categorical" or value not in spec.values):
+        raise ConfigError(
+            f"routes: {key!r} names no value of {covariate} ({spec.kind}, {spec.domain})",
+            f"route the covariate ({covariate!r}) or one of its categorical values",
+        )
+    return key
 
 
 def route_dir(model_dir: str | Path, name: str) -> Path:
