@@ -323,7 +323,8 @@ def _engine(spec: StudySpec, checkpoint):
         )
     from synthfair.counterfactual import CounterfactualEngine, EngineConfig
 
-    return CounterfactualEngine.load(checkpoint, EngineConfig(steps=spec.rebalance.steps, batch_size=16))
+    settings = EngineConfig.recommended(checkpoint, steps=spec.rebalance.steps, batch_size=16)  # routes kept
+    return CounterfactualEngine.load(checkpoint, settings)
 
 
 def _labelled(report: dict[str, Any]) -> dict[str, Any]:
