@@ -56,3 +56,26 @@ def test_the_shipped_oracles_load_predict_and_match_their_provenance():
         assert hashlib.sha256(weights.read_bytes()).hexdigest() in provenance, weights.name
     predictions = oracles.predict(np.random.default_rng(0).random((3, 64, 64), np.float32))
     assert predictions["device"].shape == (3, 5) and predictions["age"].shape == (3,)
+
+
+def test_every_shipped_file_is_package_data():
+    """A wheel holds only what pyproject.toml's package-data names: every file of the shipped models (routes
+    and their guidance classifiers included) must match one of its patterns."""
+    import fnmatch
+
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    package = root / "src" / "synthfair"
+    shipped = [p for p in (package / "pretrained").rglob("*") if p.is_file() and p.suffix != ".py"]
+    shipped = [p for p in shipped if "__pycache__" not in p.parts]
+    assert shipped
+
+    def matches(parts, pattern):  # setuptools' glob: "*" never crosses a "/"
+        wanted = pattern.split("/")
+        return len(parts) == len(wanted) and all(map(fnmatch.fnmatchcase, parts, wanted))
+
+    relative = [p.relative_to(package).parts for p in shipped]
+    missing = ["/".join(r) for r in relative if not any(matches(r, g) for g in patterns["synthfair"])]
+    assert not missing, f"not in package-data: {missing}"

@@ -626,6 +626,14 @@ def _phantom_cache(base: Path, n: int, seed: int, config: DemoConfig, phantom_co
     return base / "cache-64"
 
 
+def _routes_text(engine: EngineConfig) -> str:
+    """The engine's routes for the report (`synthfair.model.routes`): empty without."""
+    if not engine.routes:
+        return ""
+    routes = ", ".join(f"{key} -> routes/{name}" for key, name in engine.routes.items())
+    return f"; routes (another image model for these interventions, chosen on development subjects): {routes}"
+
+
 def _truth_section(result: DemoResult, comparison, config: DemoConfig) -> str:
     columns = ["n", "captured", "captured_ceiling", "cosine", "cosine_ceiling", "magnitude"]
     table = comparison.table.set_index("intervention")[columns]
@@ -638,8 +646,8 @@ def _truth_section(result: DemoResult, comparison, config: DemoConfig) -> str:
         f"Model: `{result.model}` ({origin}); {config.truth_subjects} held-out subjects; engine: "
         f"{engine.abduction} abduction, {engine.steps} steps (skip {engine.skip:g}), guidance "
         f"{engine.guidance:g} {dict(engine.group_guidance)} away from the {engine.guide} condition, "
-        f"{'masked local edits' if engine.mask else 'no masks'}. The image model gets the true "
-        "counterfactual covariates.",
+        f"{'masked local edits' if engine.mask else 'no masks'}{_routes_text(engine)}. The image model gets "
+        "the true counterfactual covariates.",
         f"Grid (per subject: truth, model, then the true edit and the model's edit on one scale, grey = no "
         f"change) -> `{result.truth_grid}`",
         "",
