@@ -117,20 +117,24 @@ def test_hvae_fine_tuning_scores_its_real_counterfactuals(cache, classifiers, tm
 
 
 def test_the_elbo_constraint_multiplier_grows_while_violated_and_never_below_zero():
-    multiplier = finetune.Multiplier()
+    multiplier = finetune.Multiplier(target=3.0)
     nelbo = torch.tensor(3.5, requires_grad=True)
-    multiplier.penalty(nelbo, 3.0, damping=10.0).backward()
+    multiplier.penalty(nelbo, damping=10.0).backward()
     assert nelbo.grad.item() == pytest.approx(0.0 + 10.0 * 0.5)  # lambda + damping x v; v's factor is held
-    multiplier.step(0.5, lr=2.0)
+    multiplier.step(3.5, lr=2.0)
     assert multiplier.value == 1.0
-    multiplier.step(-2.0, lr=2.0)
+    multiplier.step(1.0, lr=2.0)
     assert multiplier.value == 0.0
     with pytest.raises(SynthfairError, match="violation is nan"):
         multiplier.step(float("nan"), lr=1.0)
     with pytest.raises(ConfigError, match="elbo_target -1"):
         TuningConfig(classifiers="guides", elbo_target=-1.0)
-    with pytest.raises(ConfigError, match="elbo_target 3.0 without tuning.classifiers"):
+    with pytest.raises(ConfigError, match="elbo_target .or elbo_margin. without tuning.classifiers"):
         TuningConfig(elbo_target=3.0)
+    with pytest.raises(ConfigError, match="both elbo_target 3.0 and elbo_margin 0.01"):
+        TuningConfig(classifiers="guides", elbo_target=3.0, elbo_margin=0.01)
+    with pytest.raises(ConfigError, match="elbo_margin -0.1 is negative"):
+        TuningConfig(classifiers="guides", elbo_margin=-0.1)
     with pytest.raises(ConfigError, match="lagrange_lr -1"):
         TuningConfig(lagrange_lr=-1.0)
 
@@ -148,7 +152,7 @@ def test_hvae_fine_tuning_under_an_elbo_constraint_resumes_exactly(cache, classi
     hvae = HVAEConfig(**TINY_HVAE)
     config = TrainConfig(hvae=hvae, steps=4, batch_size=4, checkpoint_every=2, cond_dropout=0, tuning=tuning)
     whole = train(config, cache, tmp_path / "whole")
-    assert whole.multiplier > 0  # an untrained HVAE is far above 1 nat per pixel
+    assert whole.multiplier > 0 and whole.elbo_target == 1.0  # an untrained HVAE is far above 1 nat/pixel
     train(config, cache, tmp_path / "parts", stop_at=2)
     saved = json.loads((checkpoints(tmp_path / "parts")[-1] / MULTIPLIER_FILE).read_text())
     assert 0 < saved["lagrange_multiplier"] < whole.multiplier
@@ -161,5 +165,37 @@ def test_hvae_fine_tuning_under_an_elbo_constraint_resumes_exactly(cache, classi
     (checkpoints(tmp_path / "bad")[-1] / MULTIPLIER_FILE).write_text('{"lagrange_multiplier": -3}')
     with pytest.raises(SynthfairError, match=r"multiplier.json: lagrange_multiplier -3 is not a finite"):
         train(config, cache, tmp_path / "bad", resume="latest")
-    with pytest.raises(ConfigError, match="elbo_target 1.0 constrains an HVAE's ELBO; a diffusion model"):
+    with pytest.raises(ConfigError, match="elbo_target .or elbo_margin. constrains an HVAE's ELBO"):
         TrainConfig(tuning=tuning)
+    margin = dataclasses.replace(tuning, elbo_target=None, elbo_margin=0.01)
+    with pytest.raises(ConfigError, match="elbo_margin 0.01 is a margin over the starting model's ELBO"):
+        dataclasses.replace(config, tuning=margin)
+
+
+def test_an_elbo_margin_holds_the_starting_models_own_elbo(cache, classifiers, tmp_path):
+    """``elbo_margin``: the target is measured once, before any update, on the run's first batches, and kept
+    in the checkpoints (a resumed run does not measure again)."""
+    import json
+
+    from conftest import TINY_HVAE
+    from synthfair.model.hvae import WEIGHTS, HVAEConfig
+    from synthfair.model.train import MULTIPLIER_FILE, TrainConfig, checkpoints
+
+    hvae = HVAEConfig(**TINY_HVAE)
+    base = TrainConfig(hvae=hvae, steps=2, batch_size=4, checkpoint_every=2, cond_dropout=0)
+    train(base, cache, tmp_path / "base")
+    tuning = TuningConfig(classifiers=str(classifiers), weight=1.0, elbo_margin=0.25)
+    config = dataclasses.replace(base, steps=4, init_from=str(tmp_path / "base"), tuning=tuning)
+    whole = train(config, cache, tmp_path / "whole")
+    train(config, cache, tmp_path / "parts", stop_at=2)
+    saved = json.loads((checkpoints(tmp_path / "parts")[-1] / MULTIPLIER_FILE).read_text())
+    assert saved["elbo_target"] == whole.elbo_target
+    parts = train(config, cache, tmp_path / "parts", resume="latest")
+    assert (parts.elbo_target, parts.multiplier) == (whole.elbo_target, whole.multiplier)
+    weights = [load_file(tmp_path / run / "model" / WEIGHTS) for run in ("whole", "parts")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    # the target is the starting model's negative ELBO (on the same batches and draws) plus the margin
+    lower = dataclasses.replace(tuning, elbo_margin=0.0)
+    start = train(dataclasses.replace(config, tuning=lower, steps=1), cache, tmp_path / "zero")
+    assert whole.elbo_target == pytest.approx(start.elbo_target + 0.25)
+    assert 0.5 < start.elbo_target < 20  # nats per pixel of a barely trained HVAE

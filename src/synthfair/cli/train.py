@@ -105,7 +105,7 @@ def _report(result: TrainResult, config: TrainConfig) -> None:
     if result.multiplier is not None:
         typer.echo(
             f"ELBO constraint: Lagrange multiplier {result.multiplier:.4g} "
-            f"(negative ELBO held at {config.tuning.elbo_target} nats/pixel)"
+            f"(negative ELBO held at {result.elbo_target:.4f} nats/pixel)"
         )
     if result.steps == config.steps or (out / "model").is_dir():
         typer.echo(f"model (EMA weights): {(out / 'model').resolve()}")

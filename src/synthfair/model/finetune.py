@@ -26,7 +26,9 @@ Platt and Barr's modified method of multipliers): with ``elbo_target`` set, the 
     weight x classifier loss + (lambda + damping x v) x v,    v = negative ELBO - elbo_target,
 
 with ``damping x v`` held constant in the gradient; after each applied update lambda grows by
-``lagrange_lr x v`` (never below 0). The classifiers may pull only as far as the likelihood allows.
+``lagrange_lr x v`` (never below 0). The classifiers may pull only as far as the likelihood allows. With
+``elbo_margin`` instead, the target is the starting model's own negative ELBO, measured on the run's first
+batches, plus the margin: the same recipe on any data.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class TuningConfig:
     # HVAE only: hold the negative ELBO (nats per pixel) at this value with a Lagrange multiplier instead of a
     # fixed weight of 1 (e.g. the model's own ELBO before fine-tuning plus a small margin); None: fixed
     elbo_target: float | None = None
+    # or: the starting model's negative ELBO on this run's first batches (`ELBO_BATCHES`) plus this margin
+    elbo_margin: float | None = None
     lagrange_lr: float = 1.0  # the multiplier's step per nat per pixel of violation
     damping: float = 100.0  # the damped multiplier's stiffness (causal-gen: 100)
 
@@ -65,11 +69,18 @@ class TuningConfig:
                 f"tuning needs weight >= 0 and t_min < t_max, got {self.weight}, {self.t_min}, {self.t_max}",
                 "use e.g. weight 0.05, t_min 50, t_max 500",
             )
-        if self.elbo_target is not None and not self.classifiers:
+        if self.elbo_target is not None and self.elbo_margin is not None:
             raise ConfigError(
-                f"tuning.elbo_target {self.elbo_target} without tuning.classifiers: nothing pulls against it",
-                "give the classifiers of counterfactual fine-tuning, or remove elbo_target",
+                f"tuning has both elbo_target {self.elbo_target} and elbo_margin {self.elbo_margin}",
+                "give the target, or the margin over the starting model's own ELBO, not both",
             )
+        if self.constrained and not self.classifiers:
+            raise ConfigError(
+                "tuning.elbo_target (or elbo_margin) without tuning.classifiers: nothing pulls against it",
+                "give the classifiers of counterfactual fine-tuning, or remove the constraint",
+            )
+        if self.elbo_margin is not None and not self.elbo_margin >= 0:
+            raise ConfigError(f"tuning.elbo_margin {self.elbo_margin} is negative", "use e.g. 0.01")
         if self.elbo_target is not None and not self.elbo_target > 0:
             raise ConfigError(
                 f"tuning.elbo_target {self.elbo_target} is not a positive negative ELBO (nats per pixel)",
@@ -81,22 +92,33 @@ class TuningConfig:
                 "use e.g. lagrange_lr 1.0, damping 100",
             )
 
+    @property
+    def constrained(self) -> bool:
+        """Whether the ELBO is held by a constraint (``elbo_target`` or ``elbo_margin``)."""
+        return self.elbo_target is not None or self.elbo_margin is not None
+
+
+ELBO_BATCHES = 8  # batches on which ``elbo_margin`` measures the starting model's negative ELBO
+
 
 @dataclass
 class Multiplier:
-    """The Lagrange multiplier of the ELBO constraint (``TuningConfig.elbo_target``): it grows while the
-    negative ELBO is above the target and never falls below 0; a checkpoint holds its value."""
+    """The Lagrange multiplier of the ELBO constraint and the constraint's ``target`` (negative ELBO, nats per
+    pixel): the multiplier grows while the negative ELBO is above the target and never falls below 0; a
+    checkpoint holds both."""
 
+    target: float
     value: float = 0.0
 
-    def penalty(self, nelbo: torch.Tensor, target: float, damping: float) -> torch.Tensor:
-        """(lambda + damping x v) x v with v = ``nelbo`` - ``target``; the damping factor is not
+    def penalty(self, nelbo: torch.Tensor, damping: float) -> torch.Tensor:
+        """(lambda + damping x v) x v with v = ``nelbo`` - target; the damping factor is not
         differentiated."""
-        violation = nelbo - target
+        violation = nelbo - self.target
         return (self.value + damping * violation.detach()) * violation
 
-    def step(self, violation: float, lr: float) -> None:
-        """Gradient ascent on lambda: ``violation`` is the step's mean negative ELBO minus the target."""
+    def step(self, nelbo: float, lr: float) -> None:
+        """Gradient ascent on lambda: ``nelbo`` is the step's mean negative ELBO (over every process)."""
+        violation = nelbo - self.target
         if not math.isfinite(violation):
             raise SynthfairError(
                 f"the ELBO constraint's violation is {violation}",

@@ -21,7 +21,9 @@ of step 3 is its negative ELBO (nats per pixel) on the batch, its latents sample
 ``grad_skip`` drops updates whose gradient norm explodes, as HVAE training needs. Its counterfactual
 fine-tuning (``tuning:``) scores the model's actual counterfactuals of the batch (abduction and two decoder
 passes, differentiated through), added to the ELBO with ``tuning.weight``; with ``tuning.elbo_target`` a
-damped Lagrange multiplier holds the ELBO at that target instead (its value is in every checkpoint).
+damped Lagrange multiplier holds the ELBO at that target instead (or, with ``tuning.elbo_margin``, at the
+starting model's own ELBO plus the margin, measured on the run's first batches); multiplier and target are
+in every checkpoint.
 
 Because nothing depends on global RNG state or on the order ranks run in, resuming from a checkpoint
 continues the exact trajectory of an uninterrupted run (tested). On CUDA, ``mixed_precision="auto"`` trains
@@ -116,11 +118,16 @@ class TrainConfig:
             )
         if self.grad_skip < 0:
             raise ConfigError(f"grad_skip {self.grad_skip} is negative", "use 0 (never skip) or e.g. 500")
-        if self.hvae is None and self.tuning.elbo_target is not None:
+        if self.hvae is None and self.tuning.constrained:
             raise ConfigError(
-                f"tuning.elbo_target {self.tuning.elbo_target} constrains an HVAE's ELBO; a diffusion model "
-                "has none",
-                "remove elbo_target (the denoising loss keeps weight 1), or train an hvae: section",
+                "tuning.elbo_target (or elbo_margin) constrains an HVAE's ELBO; a diffusion model has none",
+                "remove it (the denoising loss keeps weight 1), or train an hvae: section",
+            )
+        if self.tuning.elbo_margin is not None and self.init_from is None:
+            raise ConfigError(
+                f"tuning.elbo_margin {self.tuning.elbo_margin} is a margin over the starting model's ELBO, "
+                "and this run starts from scratch",
+                "fine-tune a trained model (init_from: runs/NAME), or give elbo_target",
             )
         if self.hvae is not None and self.model != ModelConfig():
             raise ConfigError(
@@ -143,6 +150,7 @@ class TrainResult:
     images_per_second: float
     skipped_updates: int = 0  # this run's steps whose update `grad_skip` dropped
     multiplier: float | None = None  # the ELBO constraint's final Lagrange multiplier (tuning.elbo_target)
+    elbo_target: float | None = None  # and its target (nats per pixel; measured with tuning.elbo_margin)
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -201,6 +209,9 @@ def train(
     # before writing: a refused run leaves `out` alone
     start, resumed = _resume(accelerator, out, resume, ema, unet)
     multiplier = _load_multiplier(resumed, config)
+    if multiplier is not None and math.isnan(multiplier.target):  # elbo_margin: measured before any update
+        nelbo = _starting_elbo(config, dataset, order, model, unet, accelerator)
+        multiplier.target = nelbo + config.tuning.elbo_margin
     ema.to(accelerator.device)  # the shadow weights follow the model (load_state restores them on the CPU);
     # as in diffusers' examples, or ema.step() fails on a GPU
     if accelerator.is_main_process:
@@ -247,7 +258,8 @@ def train(
     accelerator.wait_for_everyone()
     final = losses[-1][1] if losses else math.nan
     rate = seen / max(time.perf_counter() - clock, 1e-9)
-    return TrainResult(out, end, start, final, rate, skipped, multiplier and multiplier.value)
+    constraint = (None, None) if multiplier is None else (multiplier.value, multiplier.target)
+    return TrainResult(out, end, start, final, rate, skipped, *constraint)
 
 
 def _step(
@@ -280,7 +292,7 @@ def _step(
         objective = loss
         if multiplier is not None:  # the ELBO held at its target instead of weighted by 1
             tuning = config.tuning
-            objective = tuning.weight * tuned + multiplier.penalty(nelbo, tuning.elbo_target, tuning.damping)
+            objective = tuning.weight * tuned + multiplier.penalty(nelbo, tuning.damping)
     else:
         loss = _diffusion_loss(config, model, unet, classifiers, x0, images, records, generator, accelerator)
         objective = loss
@@ -294,8 +306,8 @@ def _step(
     if updated:
         optimizer.step()
         if multiplier is not None:  # the same mean on every process: every process moves it alike
-            violation = accelerator.reduce(nelbo.detach(), reduction="mean") - config.tuning.elbo_target
-            multiplier.step(violation.item(), config.tuning.lagrange_lr)
+            mean = accelerator.reduce(nelbo.detach(), reduction="mean").item()
+            multiplier.step(mean, config.tuning.lagrange_lr)
     schedule.step()
     optimizer.zero_grad(set_to_none=True)
     return loss, updated
@@ -497,24 +509,55 @@ MULTIPLIER_FILE = "multiplier.json"  # in a checkpoint: the ELBO constraint's La
 
 
 def _load_multiplier(checkpoint: Path | None, config: TrainConfig) -> finetune.Multiplier | None:
-    """The ELBO constraint's multiplier (``tuning.elbo_target``): 0 on a fresh start, else the checkpoint's
-    value."""
-    if config.tuning.elbo_target is None:
+    """The ELBO constraint (``tuning.elbo_target`` or ``elbo_margin``): on a fresh start the multiplier is 0
+    and the target the configured one (NaN: to be measured), else both are the checkpoint's."""
+    tuning = config.tuning
+    if not tuning.constrained:
         return None
     if checkpoint is None:
-        return finetune.Multiplier()
+        return finetune.Multiplier(math.nan if tuning.elbo_target is None else tuning.elbo_target)
     path = checkpoint / MULTIPLIER_FILE
-    hint = "resume from a checkpoint of a run with the same tuning.elbo_target, or start a new --out"
+    hint = "resume from a checkpoint of a run with the same tuning settings, or start a new --out"
     try:
         if path.stat().st_size > 4096:
             raise ValueError("larger than 4 KiB")
-        value = json.loads(path.read_text())["lagrange_multiplier"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        saved = json.loads(path.read_text())
+        value = saved["lagrange_multiplier"]
+        target = (
+            saved["elbo_target"]
+            if tuning.elbo_target is None
+            else saved.get("elbo_target", tuning.elbo_target)
+        )
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
         what = f"{type(err).__name__}: {err}"
         raise SynthfairError(f"{path}: no readable Lagrange multiplier ({what})", hint) from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
-        raise SynthfairError(f"{path}: lagrange_multiplier {value!r} is not a finite number >= 0", hint)
-    return finetune.Multiplier(float(value))
+    for key, number, positive in (("lagrange_multiplier", value, False), ("elbo_target", target, True)):
+        real = isinstance(number, int | float) and not isinstance(number, bool)
+        if not real or not (number > 0 if positive else number >= 0) or not number < math.inf:
+            bound = "> 0" if positive else ">= 0"
+            raise SynthfairError(f"{path}: {key} {number!r} is not a finite number {bound}", hint)
+    if tuning.elbo_target is not None and target != tuning.elbo_target:
+        raise SynthfairError(
+            f"{path}: the run held the ELBO at {target}, the config says elbo_target {tuning.elbo_target}",
+            hint,
+        )
+    return finetune.Multiplier(float(target), float(value))
+
+
+def _starting_elbo(config, dataset, order, model, unet, accelerator) -> float:
+    """The starting model's mean negative ELBO on this run's first `finetune.ELBO_BATCHES` batches (the
+    same on every process: averaged over them), for ``tuning.elbo_margin``."""
+    rank, world = accelerator.process_index, accelerator.num_processes
+    total = 0.0
+    for step in range(finetune.ELBO_BATCHES):
+        rows = batch_indices(step, len(order), config.batch_size, config.seed, rank, world)
+        images, records = dataset.batch([int(order[i]) for i in rows])
+        cond = model.encoder.encode(records).to(accelerator.device)
+        generator = torch.Generator().manual_seed(_step_seed(config.seed, step, rank))
+        with torch.no_grad():
+            out = unet(to_model_space(images).to(accelerator.device), cond, generator)
+        total += accelerator.reduce(out["loss"].detach().float(), reduction="mean").item()
+    return total / finetune.ELBO_BATCHES
 
 
 def _check_random_states(path: Path) -> None:
@@ -578,7 +621,10 @@ def _checkpoint(
         else:
             ema.save_pretrained(str(path / "ema"))
         if multiplier is not None:
-            write_json(path / MULTIPLIER_FILE, {"lagrange_multiplier": multiplier.value})
+            write_json(
+                path / MULTIPLIER_FILE,
+                {"lagrange_multiplier": multiplier.value, "elbo_target": multiplier.target},
+            )
         _write_losses(out, losses)
 
 
