@@ -8,17 +8,18 @@ import torch
 
 from synthfair.model.conditioning import ConditionEncoder
 from synthfair.model.diffusion import DiffusionModel, build_unet
+from synthfair.model.hvae import HVAE
 from synthfair.model.train import TrainConfig, load_train_config
 from synthfair.taxonomy import load_taxonomy
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PRESETS = sorted(CONFIGS.glob("*.yaml"))
-STATED = re.compile(r"Denoiser: ([\d.]+)M parameters")
+STATED = re.compile(r"(?:Denoiser|HVAE): ([\d.]+)M parameters")
 
 
 def stated_parameters(path: Path) -> float:
     found = STATED.search(path.read_text())
-    assert found, f"{path.name}: no 'Denoiser: <N>M parameters' comment"
+    assert found, f"{path.name}: no 'Denoiser: <N>M parameters' (or 'HVAE: ...') comment"
     return float(found.group(1)) * 1e6
 
 
@@ -33,6 +34,10 @@ def test_the_presets_are_there():
         "phantom-64",
         "real-256",
         "real-512",
+        "real-hvae-256",
+        "real-hvae-cft-256",
+        "real-hvae-512",
+        "real-hvae-cft-512",
     }
     assert not [p for p in CONFIGS.iterdir() if p.suffix not in (".yaml", ".md")]
 
@@ -42,7 +47,7 @@ def test_every_preset_loads(path):
     config = load_train_config(path)
     assert isinstance(config, TrainConfig)
     assert config.checkpoints_total_limit >= 2 and config.checkpoint_every < config.steps
-    assert config.model.sample_size == int(re.search(r"(\d+)$", path.stem).group(1))
+    assert config.image_model.sample_size == int(re.search(r"(\d+)$", path.stem).group(1))
 
 
 @pytest.mark.parametrize("path", [p for p in PRESETS if p.stem.startswith("real")], ids=lambda p: p.stem)
@@ -50,9 +55,19 @@ def test_gpu_presets_have_the_stated_size(path):
     """Built on the meta device: shapes only, no memory or initialization."""
     config = load_train_config(path)
     assert config.mixed_precision == "auto" and not config.in_memory
+    dim = ConditionEncoder(load_taxonomy()).dim
     with torch.device("meta"):
-        unet = build_unet(config.model, ConditionEncoder(load_taxonomy()).dim)
-    assert count(unet) == pytest.approx(stated_parameters(path), rel=0.05)
+        net = build_unet(config.model, dim) if config.hvae is None else HVAE(config.hvae, dim)
+    assert count(net) == pytest.approx(stated_parameters(path), rel=0.05)
+
+
+def test_the_hvae_fine_tuning_presets_continue_their_base():
+    """Stage 2 fine-tunes stage 1's network (init_from) under the ELBO constraint, measured at its start."""
+    for size in (256, 512):
+        base = load_train_config(CONFIGS / f"real-hvae-{size}.yaml")
+        tuned = load_train_config(CONFIGS / f"real-hvae-cft-{size}.yaml")
+        assert tuned.hvae == base.hvae and tuned.init_from == f"runs/real-hvae-{size}"
+        assert tuned.tuning.classifiers and tuned.tuning.elbo_margin is not None
 
 
 @pytest.mark.parametrize("name", ["phantom-base-64", "phantom-findings-64", "phantom-64"])
