@@ -31,13 +31,26 @@ import torch
 from counterfactual import engine_settings, first_subjects, interventions, load_truth
 from synthfair.counterfactual import CounterfactualEngine
 from synthfair.evaluate.phantom_truth import model_counterfactuals, score
+from synthfair.fileio import sha256_file
 from synthfair.model.diffusion import resolve_model
+from synthfair.model.registry import weights_file
 from synthfair.model.routes import add_route, check_name
 from synthfair.phantom.simulator import Phantom, PhantomConfig
 
 
-def key_scores(model_dir, exact, columns: dict[str, str]) -> pd.DataFrame:
-    """Mean captured and cosine per route key (``columns``: intervention label -> key)."""
+def key_scores(model_dir, exact, columns: dict[str, str], args) -> pd.DataFrame:
+    """Mean captured and cosine per route key (``columns``: intervention label -> key), cached in
+    ``--cache`` by the model's weights sha256 and the subjects."""
+    digest = sha256_file(weights_file(model_dir))
+    path = Path(args.cache) / f"routes-{digest[:16]}-s{args.seed}-n{args.subjects}.json"
+    if path.is_file():
+        return pd.read_json(path, orient="split")
+    table = _key_scores(model_dir, exact, columns)
+    table.to_json(path, orient="split")
+    return table
+
+
+def _key_scores(model_dir, exact, columns: dict[str, str]) -> pd.DataFrame:
     engine = CounterfactualEngine.load(model_dir, engine_settings(model_dir, "{}"))
     t = time.perf_counter()
     table = score(exact, model_counterfactuals(engine, exact))
@@ -72,9 +85,9 @@ def main() -> None:
     exact = first_subjects(load_truth(phantom, args), args.subjects)
     # the grid's interventions (the do(finding=0) columns too), each by its route key
     columns = {label: route_key(do) for label, do in interventions(phantom) if do}
-    scores = {"primary": key_scores(resolve_model(args.model), exact, columns)}
+    scores = {"primary": key_scores(resolve_model(args.model), exact, columns, args)}
     for name, path in candidates.items():
-        scores[name] = key_scores(resolve_model(path), exact, columns)
+        scores[name] = key_scores(resolve_model(path), exact, columns, args)
     table = pd.concat(scores, axis=1)
     print(table.round(3).to_string())
     routes: dict[str, list[str]] = {}

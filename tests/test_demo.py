@@ -43,22 +43,34 @@ def test_demo_writes_source_grid_and_report(tmp_path):
 
 def test_demo_training_chains_the_shipped_stages(cache, tmp_path, monkeypatch):
     """`--train` runs train-base.yaml, train-findings.yaml then train.yaml, each from the model of the one
-    before (tiny stand-ins)."""
+    before, then the routes' stages (the HVAE, its classifiers, its fine-tuning) and routes the shipped keys
+    to them (tiny stand-ins)."""
     from dataclasses import replace
     from types import SimpleNamespace
 
-    from conftest import TINY_MODEL
+    from conftest import TINY_HVAE, TINY_MODEL
     from synthfair import demo
+    from synthfair.counterfactual import CounterfactualEngine, EngineConfig
     from synthfair.model.diffusion import ModelConfig
+    from synthfair.model.hvae import HVAEConfig
     from synthfair.model.train import load_train_config
 
     def tiny(path):
-        config = load_train_config(path)
-        return replace(config, model=ModelConfig(**TINY_MODEL), steps=2, batch_size=4, checkpoint_every=1)
+        config = replace(load_train_config(path), steps=2, batch_size=4, checkpoint_every=1)
+        if config.hvae is not None:
+            return replace(config, hvae=HVAEConfig(**TINY_HVAE))
+        return replace(config, model=ModelConfig(**TINY_MODEL))
 
     monkeypatch.setattr(demo, "load_train_config", tiny)
+    monkeypatch.setattr(demo, "GUIDE_EPOCHS", 1)
     model = tmp_path / "runs" / "phantom-64"
     demo._train(SimpleNamespace(result=SimpleNamespace(train_caches=[cache] * 3, model=model)))
+    shipped = EngineConfig.recommended(demo.pretrained_path("phantom-64")).routes
+    engine = CounterfactualEngine.load(model)
+    assert shipped and engine.config.routes == shipped and set(engine.routes) == set(demo.ROUTE_STAGES)
+    tuned = json.loads((tmp_path / "runs" / "phantom-64-hvae-stage2" / "train.json").read_text())["config"]
+    assert tuned["init_from"] == str(tmp_path / "runs" / "phantom-64-hvae-stage1")
+    assert tuned["tuning"]["classifiers"] == str(tmp_path / "runs" / "phantom-64-guides")
     first, second = (tmp_path / "runs" / f"phantom-64-stage{i}" for i in (1, 2))
     for run in (first, second, model):
         assert (run / "model" / "synthfair_model.json").is_file()

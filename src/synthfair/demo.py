@@ -41,12 +41,13 @@ from synthfair.index import read_index
 from synthfair.index.ingest import ingest
 from synthfair.index.preprocess import PreprocessConfig, preprocess
 from synthfair.index.stats import index_stats
+from synthfair.model.routes import ROUTES_DIR, add_route
 from synthfair.model.train import load_train_config, train
 from synthfair.phantom.engine import PhantomEngineConfig
 from synthfair.phantom.grid import render_grid
 from synthfair.phantom.simulator import Phantom, PhantomConfig
 from synthfair.phantom.source import write_source
-from synthfair.pretrained import TRAIN_STAGES, pretrained_path
+from synthfair.pretrained import GUIDE_EPOCHS, ROUTE_STAGES, TRAIN_STAGES, pretrained_path
 from synthfair.sampling import (
     bias_spec_from_dict,
     load_bias_spec,
@@ -358,7 +359,8 @@ def _training_subjects(run: _Run) -> str:
 
 
 def _train(run: _Run) -> str:
-    """phantom-64's training stages, each on its own subjects and from the model of the stage before."""
+    """phantom-64's training stages, each on its own subjects and from the model of the stage before; then
+    the image models of its routes."""
     stages, caches = TRAIN_STAGES, run.result.train_caches
     previous = None
     for i, (name, cache) in enumerate(zip(stages, caches, strict=True)):
@@ -369,7 +371,32 @@ def _train(run: _Run) -> str:
         out = run.result.model if last else run.result.model.with_name(f"phantom-64-stage{i + 1}")
         train(config, cache, out, resume="latest")
         previous = out
+    _train_routes(run)
     return ""
+
+
+def _train_routes(run: _Run) -> None:
+    """Each route of the shipped phantom-64 (`ROUTE_STAGES`), as its PROVENANCE.md says: its stages on the
+    10,000 subjects, each stopped and exported where the shipped run was, a fine-tuning stage's classifiers
+    trained here on the first stage's 3,000 subjects (never the demo's oracles); then routed with the shipped
+    keys."""
+    shipped, caches, model_run = pretrained_path("phantom-64"), run.result.train_caches, run.result.model
+    keys = EngineConfig.recommended(shipped).routes
+    for name, stages in ROUTE_STAGES.items():
+        guides = model_run.with_name("phantom-64-guides")
+        previous = None
+        for i, (config_name, stop_at) in enumerate(stages):
+            config = load_train_config(shipped / ROUTES_DIR / name / config_name)
+            if previous is not None:
+                config = replace(config, init_from=str(previous))
+            if config.tuning.classifiers:
+                if not (guides / "oracles.json").is_file():
+                    train_oracles(OracleConfig(epochs=GUIDE_EPOCHS), caches[0], guides)
+                config = replace(config, tuning=replace(config.tuning, classifiers=str(guides)))
+            out = model_run.with_name(f"phantom-64-{name}-stage{i + 1}")
+            train(config, caches[1], out, resume="latest", stop_at=stop_at, export=True)
+            previous = out
+        add_route(model_run / "model", name, previous / "model", [k for k, v in keys.items() if v == name])
 
 
 def _truth(run: _Run) -> str:

@@ -89,3 +89,14 @@ def test_the_guides_and_subjects_of_every_route_are_checked(tmp_path, oracles):
     _guide(route, "g", ["s1_0"], oracles.weight_files()[0])
     with pytest.raises(SynthfairError, match="is the model's guidance classifier g"):
         check_independence(oracles, model)
+
+
+def test_a_guide_kept_as_digests_is_checked_like_its_weights(tmp_path, oracles):
+    from synthfair.model.finetune import keep_digests
+
+    model = _model(tmp_path, ["s1_0"])
+    _guide(model, "g", ["s1_0"], oracles.weight_files()[0])
+    keep_digests(model / GUIDANCE_DIR / "g")
+    assert not list((model / GUIDANCE_DIR / "g").glob("*.safetensors"))
+    with pytest.raises(SynthfairError, match="is the model's guidance classifier g/sex.safetensors"):
+        check_independence(oracles, model)

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import TINY_HVAE
 from synthfair.counterfactual import HVAE_EVALUATIONS, CounterfactualEngine, EngineConfig
-from synthfair.errors import ConfigError
+from synthfair.errors import ConfigError, SynthfairError
 from synthfair.model.data import CacheDataset
 from synthfair.model.hvae import HVAEConfig
 from synthfair.model.registry import load_model, weights_file
@@ -150,3 +150,23 @@ def test_a_route_of_one_value_comes_before_the_covariate(routed, samples):
     )
     alone = hvae([images[i] for i in rows], [factuals[i] for i in rows], dos, rows)
     assert all(np.array_equal(a.image, b.image) for a, b in zip(routed_results, alone, strict=True))
+
+
+def test_a_route_keeps_its_guides_as_digests(routed, hvae_run, tmp_path):
+    """The classifiers that fine-tuned a route's model travel as their sha256 and subject record: all the
+    evaluator's independence check needs (tests/evaluate/test_independence.py), at a few hundred bytes."""
+    from synthfair.model.finetune import WEIGHT_DIGESTS, guide_digests
+
+    source = tmp_path / "tuned"
+    shutil.copytree(hvae_run / "model", source)
+    guide = source / "guidance" / "classifiers"
+    guide.mkdir(parents=True)
+    (guide / "sex.safetensors").write_bytes(b"classifier weights")
+    (guide / "subjects.npy").write_bytes(b"record")
+    copied = add_route(routed, "tuned", source, ["device"]) / "guidance" / "classifiers"
+    digest = hashlib.sha256(b"classifier weights").hexdigest()
+    assert sorted(p.name for p in copied.iterdir()) == ["subjects.npy", WEIGHT_DIGESTS]
+    assert guide_digests(copied) == guide_digests(guide) == {digest: "sex.safetensors"}
+    (copied / WEIGHT_DIGESTS).write_text("not a digest\n")
+    with pytest.raises(SynthfairError, match="line 1: 'not a digest' is not '<sha256>  <file name>'"):
+        guide_digests(copied)

@@ -112,6 +112,19 @@ def test_exploding_gradients_are_skipped_and_counted(cache, hvae_config, tmp_pat
     assert all(torch.equal(fresh[k], trained[k]) for k in trained)  # no update was applied
 
 
+def test_a_run_whose_updates_are_all_skipped_stops_and_says_why(cache, hvae_config, tmp_path, monkeypatch):
+    """Skipped updates leave the weights where they were: past a streak no later batch can differ, so the
+    run stops with the fix instead of spending its budget (the checkpoints before it stay resumable)."""
+    from synthfair.errors import SynthfairError
+    from synthfair.model import train as train_module
+
+    monkeypatch.setattr(train_module, "SKIP_STREAK", 3)
+    skipping = dataclasses.replace(hvae_config, grad_skip=1e-9)
+    with pytest.raises(SynthfairError, match=r"3 updates in a row skipped at step 3 .*grad_skip 1e-09"):
+        train(skipping, cache, tmp_path / "run")
+    assert [p.name for p in checkpoints(tmp_path / "run")] == ["checkpoint-0000002"]
+
+
 def test_a_release_generated_with_an_hvae_names_its_weights(cache, hvae_config, small_plan, tmp_path):
     """`synthfair generate` with an HVAE run: the release records the HVAE's weights sha256, and each
     reconstruction is its factual image (the null intervention is exact)."""

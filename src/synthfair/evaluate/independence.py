@@ -5,7 +5,8 @@ masks) rewards exactly what it reads; scored by the same classifier, or by one t
 effectiveness is gamed. So the evaluator refuses oracles that
 
 - share a weights file (sha256) with any of the model's guidance classifiers (``model/guidance/*/``, and
-  those of every model its routes hold: ``model/routes/*/guidance/*/``), or
+  those of every model its routes hold: ``model/routes/*/guidance/*/``, where a route keeps only their
+  digests, ``weights.sha256``), or
 - share a training subject with them (``subjects.npy``, `synthfair.subjects`), or
 - cannot be told apart: a guidance classifier without a subject record;
 
@@ -23,6 +24,7 @@ from typing import Any
 from synthfair.errors import SynthfairError
 from synthfair.evaluate.oracles import Oracles
 from synthfair.fileio import sha256_file
+from synthfair.model.finetune import guide_digests
 from synthfair.model.routes import route_dirs
 from synthfair.model.train import GUIDANCE_DIR
 from synthfair.subjects import load_subjects, shared_subjects
@@ -53,11 +55,11 @@ def check_independence(oracles: Oracles, model_dir: str | Path) -> Independence:
     models = [model_dir, *route_dirs(model_dir)]  # a routed model: every image model it holds
     guides = [p for m in models for p in sorted((m / GUIDANCE_DIR).glob("*")) if p.is_dir()]
     for guide in guides:
-        for path in sorted(guide.glob("*.safetensors")):
-            same = weights.get(sha256_file(path))
+        for digest, name in guide_digests(guide).items():
+            same = weights.get(digest)
             if same:
                 raise SynthfairError(
-                    f"oracle {same} is the model's guidance classifier {guide.name}/{path.name}",
+                    f"oracle {same} is the model's guidance classifier {guide.name}/{name}",
                     "evaluate with oracles trained separately, on other subjects (`synthfair oracles train`)",
                 )
         theirs = load_subjects(guide)

@@ -34,18 +34,23 @@ batches, plus the margin: the same recipe on any data.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from synthfair.errors import ConfigError, SynthfairError
+from synthfair.fileio import atomic_write, sha256_file
 from synthfair.model.conditioning import ConditionEncoder
 from synthfair.nets import three_channels
 
 GUIDES = "classifiers"  # the classifiers' folder inside model/guidance/ (read by the independence check)
+WEIGHT_DIGESTS = "weights.sha256"  # in a routed copy of a guide folder: its weights' sha256, not the weights
+MAX_DIGEST_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -210,3 +215,36 @@ def one_step_counterfactual(eps: torch.Tensor, xt: torch.Tensor, alpha: torch.Te
 
 def encode_changed(encoder: ConditionEncoder, records, changes) -> torch.Tensor:
     return encoder.encode([apply(r, c) for r, c in zip(records, changes, strict=True)])
+
+
+def guide_digests(guide: Path) -> dict[str, str]:
+    """sha256 -> file name of the classifier weights in the guide folder ``guide``: hashed from its
+    ``*.safetensors``, and read from its ``weights.sha256`` (``<sha256>  <name>`` lines) where a copy keeps
+    only the digests (`keep_digests`). What the evaluator's independence check compares oracles with."""
+    found = {sha256_file(p): p.name for p in sorted(guide.glob("*.safetensors"))}
+    listed = guide / WEIGHT_DIGESTS
+    if not listed.is_file():
+        return found
+    hint = "rewrite it with synthfair.model.finetune.keep_digests from the classifiers, or remove the guide"
+    if listed.stat().st_size > MAX_DIGEST_BYTES:
+        raise SynthfairError(f"{listed} is {listed.stat().st_size} bytes: not a digest list", hint)
+    for number, line in enumerate(listed.read_text(errors="replace").splitlines(), 1):
+        digest, _, name = line.partition("  ")
+        if not re.fullmatch(r"[0-9a-f]{64}", digest) or not name.strip():
+            raise SynthfairError(
+                f"{listed} line {number}: {line[:80]!r} is not '<sha256>  <file name>'", hint
+            )
+        found[digest] = name.strip()
+    return found
+
+
+def keep_digests(guide: Path) -> None:
+    """Replace the classifier weights in the guide folder ``guide`` by their digests (``weights.sha256``):
+    all the independence check needs, at a few hundred bytes instead of megabytes."""
+    weights = sorted(guide.glob("*.safetensors"))
+    if not weights:
+        return
+    lines = "".join(f"{digest}  {name}\n" for digest, name in sorted(guide_digests(guide).items()))
+    atomic_write(guide / WEIGHT_DIGESTS, lambda f: f.write(lines.encode()))
+    for path in weights:
+        path.unlink()

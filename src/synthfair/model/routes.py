@@ -25,7 +25,9 @@ from pathlib import Path
 
 from synthfair.errors import ConfigError
 from synthfair.fileio import write_json
+from synthfair.model.finetune import keep_digests
 from synthfair.model.registry import ENGINE_FILE, MODEL_FILE
+from synthfair.model.train import GUIDANCE_DIR
 from synthfair.taxonomy import Taxonomy
 
 ROUTES_DIR = "routes"
@@ -84,8 +86,9 @@ def route_dirs(model_dir: str | Path) -> list[Path]:
 
 def add_route(model_dir: str | Path, name: str, source: str | Path, keys: Iterable[str]) -> Path:
     """Copy the image model of ``source`` into ``model_dir/routes/name`` and route ``keys`` (covariates, or
-    ``covariate=value``) to it in ``model_dir``'s engine settings (other settings kept). Returns the route's
-    directory."""
+    ``covariate=value``) to it in ``model_dir``'s engine settings (other settings kept). The classifiers that
+    fine-tuned it are kept as their digests and subject records (`finetune.keep_digests`). Returns the
+    route's directory."""
     model_dir, source = Path(model_dir), Path(source)
     if not (source / MODEL_FILE).is_file():
         raise ConfigError(
@@ -97,6 +100,8 @@ def add_route(model_dir: str | Path, name: str, source: str | Path, keys: Iterab
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source, target)
+    for guide in sorted(p for p in (target / GUIDANCE_DIR).glob("*") if p.is_dir()):
+        keep_digests(guide)  # the independence check needs their digests and subjects, not their weights
     settings_path = model_dir / ENGINE_FILE
     settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
     settings["routes"] = {**settings.get("routes", {}), **{key: name for key in keys}}

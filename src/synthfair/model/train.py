@@ -217,7 +217,7 @@ def train(
     if accelerator.is_main_process:
         _write_run_files(out, config, data, taxonomy, accelerator.num_processes)
     losses = _read_losses(out, start)
-    seen, skipped, clock = 0, 0, time.perf_counter()
+    seen, skipped, streak, clock = 0, 0, 0, time.perf_counter()
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     for step in range(start, end):
         loss, updated = _step(
@@ -234,6 +234,14 @@ def train(
             multiplier,
         )
         skipped += not updated
+        streak = 0 if updated else streak + 1
+        if streak >= SKIP_STREAK:  # the same on every process: the norm is all-reduced
+            raise SynthfairError(
+                f"{out}: {streak} updates in a row skipped at step {step + 1} (gradient norm above grad_skip "
+                f"{config.grad_skip}): the weights no longer move, so no later batch can get below it",
+                "resume from the last checkpoint with a larger grad_skip (grad_clip still bounds each "
+                "update), or, under an ELBO constraint, a smaller tuning.damping",
+            )
         ema.step(accelerator.unwrap_model(unet).parameters())
         loss = accelerator.reduce(loss.detach(), reduction="mean").item()
         seen += config.batch_size * accelerator.num_processes
@@ -505,6 +513,7 @@ def _resume(
     return _checkpoint_step(path), path
 
 
+SKIP_STREAK = 50  # this many skipped updates in a row stop the run: stuck weights never get unstuck
 MULTIPLIER_FILE = "multiplier.json"  # in a checkpoint: the ELBO constraint's Lagrange multiplier
 
 

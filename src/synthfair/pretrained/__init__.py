@@ -20,6 +20,11 @@ NAMES = tuple(MARKERS)
 TRAIN_CONFIG = "train.yaml"  # the training configuration of the shipped weights' last stage
 # phantom-64's training stages in order (each later one fine-tunes the model of the one before: init_from)
 TRAIN_STAGES = ("train-base.yaml", "train-findings.yaml", TRAIN_CONFIG)
+# phantom-64's routes (synthfair.model.routes): per route, its training stages in order as (config in
+# routes/NAME/, the step its run was stopped and exported at); a fine-tuning stage's classifiers are trained
+# for GUIDE_EPOCHS epochs on the first diffusion stage's subjects
+ROUTE_STAGES = {"hvae": (("train-base.yaml", 5000), (TRAIN_CONFIG, 600))}
+GUIDE_EPOCHS = 6
 
 
 def pretrained_path(name: str = "phantom-64") -> Path:
