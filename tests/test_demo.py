@@ -68,9 +68,16 @@ def test_demo_training_chains_the_shipped_stages(cache, tmp_path, monkeypatch):
     shipped = EngineConfig.recommended(demo.pretrained_path("phantom-64")).routes
     engine = CounterfactualEngine.load(model)
     assert shipped and engine.config.routes == shipped and set(engine.routes) == set(demo.ROUTE_STAGES)
-    tuned = json.loads((tmp_path / "runs" / "phantom-64-hvae-stage2" / "train.json").read_text())["config"]
-    assert tuned["init_from"] == str(tmp_path / "runs" / "phantom-64-hvae-stage1")
-    assert tuned["tuning"]["classifiers"] == str(tmp_path / "runs" / "phantom-64-guides")
+    stages = {
+        p.name: json.loads((p / "train.json").read_text())["config"] for p in model.parent.glob("*-route-*")
+    }
+    assert len(stages) == 4  # the HVAE both HVAE routes start from is trained once
+    starts = sorted(str(c["init_from"]) for c in stages.values())
+    assert starts.count(str(model)) == 1 and starts.count("None") == 1  # F15 from phantom-64; the HVAE
+    tuned = [c for c in stages.values() if c["tuning"]["classifiers"]]
+    assert len(tuned) == 2 and {c["tuning"]["classifiers"] for c in tuned} == {
+        str(model.parent / "phantom-64-guides")
+    }
     first, second = (tmp_path / "runs" / f"phantom-64-stage{i}" for i in (1, 2))
     for run in (first, second, model):
         assert (run / "model" / "synthfair_model.json").is_file()

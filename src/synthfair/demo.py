@@ -10,6 +10,7 @@ run a fairness study on it; and measure the study's fidelity on the model's rele
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 from collections.abc import Callable
@@ -377,23 +378,25 @@ def _train(run: _Run) -> str:
 
 def _train_routes(run: _Run) -> None:
     """Each route of the shipped phantom-64 (`ROUTE_STAGES`), as its PROVENANCE.md says: its stages on the
-    10,000 subjects, each stopped and exported where the shipped run was, a fine-tuning stage's classifiers
-    trained here on the first stage's 3,000 subjects (never the demo's oracles); then routed with the shipped
-    keys."""
+    10,000 subjects, each stopped and exported where the shipped run was (a stage two routes share is
+    trained once), a route's first fine-tuning stage from phantom-64's last, its classifiers trained here on
+    the first stage's 3,000 subjects (never the demo's oracles); then routed with the shipped keys."""
     shipped, caches, model_run = pretrained_path("phantom-64"), run.result.train_caches, run.result.model
     keys = EngineConfig.recommended(shipped).routes
+    guides = model_run.with_name("phantom-64-guides")
     for name, stages in ROUTE_STAGES.items():
-        guides = model_run.with_name("phantom-64-guides")
-        previous = None
-        for i, (config_name, stop_at) in enumerate(stages):
-            config = load_train_config(shipped / ROUTES_DIR / name / config_name)
-            if previous is not None:
+        previous = model_run
+        for config_name, stop_at in stages:
+            path = shipped / ROUTES_DIR / name / config_name
+            config = load_train_config(path)
+            if config.init_from is not None:
                 config = replace(config, init_from=str(previous))
             if config.tuning.classifiers:
                 if not (guides / "oracles.json").is_file():
                     train_oracles(OracleConfig(epochs=GUIDE_EPOCHS), caches[0], guides)
                 config = replace(config, tuning=replace(config.tuning, classifiers=str(guides)))
-            out = model_run.with_name(f"phantom-64-{name}-stage{i + 1}")
+            stage = hashlib.sha256(f"{path.read_text()}/{previous}/{stop_at}".encode()).hexdigest()[:12]
+            out = model_run.with_name(f"phantom-64-route-{stage}")  # the same stage of two routes: once
             train(config, caches[1], out, resume="latest", stop_at=stop_at, export=True)
             previous = out
         add_route(model_run / "model", name, previous / "model", [k for k, v in keys.items() if v == name])

@@ -1,8 +1,9 @@
 """Models that ship inside the package.
 
 ``phantom-64``: the image model (and its fitted attribute SCM) trained on the built-in phantom at 64x64 by
-the command in ``phantom-64/PROVENANCE.md``; small enough (a few MB of safetensors) to ship, so the demo
-can make counterfactuals without training first.
+the command in ``phantom-64/PROVENANCE.md``, with the image models its routes send some interventions to
+(``routes/``, chosen against the phantom's truth on development subjects); small enough (under 20 MB of
+safetensors) to ship, so the demo can make counterfactuals without training first.
 
 ``oracles-phantom-64``: the pseudo-oracles (one small CNN per covariate) trained on the same training images,
 by the command in ``oracles-phantom-64/PROVENANCE.md``; the evaluator's predictors and feature encoder.
@@ -21,9 +22,14 @@ TRAIN_CONFIG = "train.yaml"  # the training configuration of the shipped weights
 # phantom-64's training stages in order (each later one fine-tunes the model of the one before: init_from)
 TRAIN_STAGES = ("train-base.yaml", "train-findings.yaml", TRAIN_CONFIG)
 # phantom-64's routes (synthfair.model.routes): per route, its training stages in order as (config in
-# routes/NAME/, the step its run was stopped and exported at); a fine-tuning stage's classifiers are trained
-# for GUIDE_EPOCHS epochs on the first diffusion stage's subjects
-ROUTE_STAGES = {"hvae": (("train-base.yaml", 5000), (TRAIN_CONFIG, 600))}
+# routes/NAME/, the step its run was stopped and exported at, None: its last); a route's first stage with an
+# init_from starts from phantom-64's last stage; a fine-tuning stage's classifiers are trained for
+# GUIDE_EPOCHS epochs on the first diffusion stage's subjects
+ROUTE_STAGES = {
+    "diffusion-cft": ((TRAIN_CONFIG, None),),  # ladder row F15
+    "hvae-cft": (("train-base.yaml", 5000), (TRAIN_CONFIG, 500)),  # H1, then H2
+    "hvae-beta": (("train-base.yaml", 5000), (TRAIN_CONFIG, None)),  # H1, then H3
+}
 GUIDE_EPOCHS = 6
 
 
