@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -171,6 +171,7 @@ class Counterfactual:
     propagated: bool  # whether descendants were recomputed by an attribute SCM
     reconstruction_error: float  # mean |x - DDIM(x_T | factual)| before the residual (NaN without residual;
     # 0 for ddpm abduction, exact by construction)
+    route: str | None = None  # the route whose model made it (synthfair.model.routes); None: the engine's own
 
 
 class CounterfactualEngine:
@@ -274,7 +275,7 @@ class CounterfactualEngine:
         ]
         cfs = [self.covariates(f, d, s) for f, d, s in zip(factuals, interventions, seeds, strict=True)]
         out: list[Counterfactual | None] = [None] * n
-        for engine, rows in self._routed(cfs):
+        for name, engine, rows in self._routed(cfs):
             size = engine.config.batch_size
             for start in range(0, len(rows), size):
                 chunk = rows[start : start + size]
@@ -282,15 +283,16 @@ class CounterfactualEngine:
                     *([arg[i] for i in chunk] for arg in (images, factuals, interventions, seeds, cfs))
                 )
                 for i, result in zip(chunk, made, strict=True):
-                    out[i] = result
+                    out[i] = result if name is None else replace(result, route=name)
         return out
 
-    def _routed(self, cfs) -> list[tuple[CounterfactualEngine, list[int]]]:
-        """(engine, the rows it makes, in order): this engine's rows first, then each route's."""
+    def _routed(self, cfs) -> list[tuple[str | None, CounterfactualEngine, list[int]]]:
+        """(route name, its engine, the rows it makes, in order): this engine's rows first (name None), then
+        each route's."""
         rows: dict[str | None, list[int]] = {None: []}
         for i, (covariates, changed, _) in enumerate(cfs):
             rows.setdefault(self.route(changed, covariates), []).append(i)
-        return [(self if name is None else self.routes[name], r) for name, r in rows.items() if r]
+        return [(name, self if name is None else self.routes[name], r) for name, r in rows.items() if r]
 
     def covariates(self, factual: Mapping[str, Any], intervention: Mapping[str, Any], seed: int):
         """(counterfactual covariates, changed, propagated) for one sample."""

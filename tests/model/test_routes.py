@@ -123,13 +123,39 @@ def test_a_route_of_another_size_or_with_routes_of_its_own_is_refused(routed, tr
 
 
 def test_a_release_made_with_routes_names_every_route_weights(routed, small_plan, tmp_path):
+    """The request, the manifest and the card name every route's weights; each sample's record names the
+    model that made it (a counterfactual of routed covariates: the route's; the reconstruction: the main)."""
+    import io
+    import tarfile
+
     from synthfair.generate.runner import GenerateConfig, generate
     from synthfair.release import layout
+    from synthfair.release.finalize import finalize
 
-    generate(small_plan, routed, tmp_path / "release", GenerateConfig())
-    request = json.loads((tmp_path / "release" / layout.REQUEST_FILE).read_text())
+    keys = {"age": "hvae", "sex": "hvae", "findings": "hvae", "view": "hvae"}  # every change the plan makes
+    settings = json.loads((routed / "engine.json").read_text())
+    (routed / "engine.json").write_text(json.dumps({**settings, "routes": keys}))
+    release = tmp_path / "release"
+    generate(small_plan, routed, release, GenerateConfig())
+    finalize(release)
+    request = json.loads((release / layout.REQUEST_FILE).read_text())
     digest = hashlib.sha256(weights_file(route_dir(routed, "hvae")).read_bytes()).hexdigest()
-    assert request["routes"] == {"view": "hvae"} and request["route_sha256"] == {"hvae": digest}
+    assert request["routes"] == dict(sorted(keys.items())) and request["route_sha256"] == {"hvae": digest}
+    manifest = json.loads((release / layout.MANIFEST_FILE).read_text())
+    assert (
+        manifest["route_sha256"] == {"hvae": digest}
+        and f"route `hvae`, weights sha256 `{digest}`" in (release / layout.CARD_FILE).read_text()
+    )
+    with tarfile.open(layout.tar_path(release, 0)) as tar:
+        records = [json.load(io.BytesIO(tar.extractfile(m).read())) for m in tar if m.name.endswith(".json")]
+    made = {r["kind"]: r["model"] for r in records if r.get("model")}
+    assert made["counterfactual"] == {
+        "checkpoint_sha256": digest,
+        "config_sha256": request["route_config_sha256"]["hvae"],
+        "route": "hvae",
+    }
+    assert made["reconstruction"]["route"] is None
+    assert made["reconstruction"]["checkpoint_sha256"] == request["checkpoint_sha256"]
 
 
 def test_a_route_of_one_value_comes_before_the_covariate(routed, samples):

@@ -254,14 +254,15 @@ def _request(plan, checkpoint, config, engine, n_shards: int, taxonomy: Taxonomy
 
 
 def _route_digests(model_dir: Path, engine: CounterfactualEngine) -> dict[str, Any]:
-    """The weights' sha256 of every route the engine uses (`synthfair.model.routes`); nothing without."""
+    """The keys, weights' and configuration's sha256 of every route the engine uses
+    (`synthfair.model.routes`); nothing without routes, so a release without them records what it did."""
     if not engine.routes:
         return {}
+    paths = {name: route_dir(model_dir, name) for name in sorted(engine.routes)}
     return {
         "routes": dict(sorted(engine.config.routes.items())),
-        "route_sha256": {
-            name: sha256_file(weights_file(route_dir(model_dir, name))) for name in sorted(engine.routes)
-        },
+        "route_sha256": {name: sha256_file(weights_file(path)) for name, path in paths.items()},
+        "route_config_sha256": {name: sha256_file(path / MODEL_FILE) for name, path in paths.items()},
     }
 
 
@@ -368,6 +369,21 @@ def _run_model(batch, images, engine: CounterfactualEngine | PhantomEngine) -> l
     )
 
 
+def _model_record(request: dict[str, Any], route: str | None) -> dict[str, Any]:
+    """The image model that made a sample: the checkpoint's, or that of the route that made it."""
+    if route is None:
+        record = {
+            "checkpoint_sha256": request["checkpoint_sha256"],
+            "config_sha256": request["model_config_sha256"],
+        }
+    else:
+        record = {
+            "checkpoint_sha256": request["route_sha256"][route],
+            "config_sha256": request["route_config_sha256"][route],
+        }
+    return {**record, "route": route} if "routes" in request else record
+
+
 def _sample(row, factual_image: np.ndarray, result, request) -> tuple[np.ndarray, dict[str, Any]]:
     """The image and the ``synthfair.sample/1`` record of one plan row."""
     factual = json.loads(row["factual"])
@@ -383,10 +399,7 @@ def _sample(row, factual_image: np.ndarray, result, request) -> tuple[np.ndarray
         "intervention": json.loads(row["intervention"]),
         "seed": row["seed"],
         "sample_hash": row["sample_hash"],
-        "model": {
-            "checkpoint_sha256": request["checkpoint_sha256"],
-            "config_sha256": request["model_config_sha256"],
-        }
+        "model": _model_record(request, None if result is None else result.route)
         if request["generator"] == "model"
         else None,
         "generation": {

@@ -64,6 +64,8 @@ def finalize(
         "generator": request.get("generator", "model"),  # "model", or "phantom": its exact counterfactuals
         "checkpoint_sha256": request["checkpoint_sha256"],
         "model_config_sha256": request["model_config_sha256"],
+        # other image models that made some interventions (synthfair.model.routes): keys, weights, configs
+        **{k: request[k] for k in ("routes", "route_sha256", "route_config_sha256") if k in request},
         "config": {k: request[k] for k in ("engine", "fit", "size", "scm")},
         "plan": {"sha256": request["plan_sha256"], "spec": plan_meta.get("spec")},
         "taxonomy_sha256": request["taxonomy_sha256"],
@@ -119,7 +121,11 @@ def _generator(manifest: dict) -> str:
             "counterfactuals: the phantom's **exact** counterfactuals (each subject re-rendered under the "
             "do-intervention, no image model)"
         )
-    return f"image-model weights sha256 `{manifest['checkpoint_sha256']}`"
+    text = f"image-model weights sha256 `{manifest['checkpoint_sha256']}`"
+    for name, digest in manifest.get("route_sha256", {}).items():
+        keys = ", ".join(k for k, v in manifest["routes"].items() if v == name)
+        text += f"; for {keys}: route `{name}`, weights sha256 `{digest}`"
+    return text
 
 
 def render_card(manifest: dict, stats: list[dict], samples: pd.DataFrame, taxonomy: Taxonomy) -> str:
