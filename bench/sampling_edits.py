@@ -1,0 +1,66 @@
+"""Does the image model draw an intervention when it samples from fresh noise, and how large?
+
+For held-out phantom subjects whose intervention changes the image (the ladder's truth cache of
+``bench/counterfactual.py``), the model samples the factual and the intervened covariates from the *same*
+fresh noise (DDIM); the edit between the two samples is compared with the true edit of the subject:
+
+- size: |sample edit| / |true edit| (median over subjects): how strongly the conditioning carries the change,
+  with no abduction involved (the counterfactual ladder's ``magnitude`` measures it after abduction);
+- where: cosine between the two edits' absolute values (the sampled anatomy is another person's, so only a
+  rough overlap of where the change happens).
+
+    python bench/sampling_edits.py [--model DIR] [--truth data/bench-truth/truth-s3-n24-px64-d4.npz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from synthfair.model.diffusion import resolve_model
+from synthfair.model.registry import load_model
+
+COLUMNS = ("+cardiomegaly", "+pleural_effusion", "+consolidation", "sex=female", "view=LATERAL")
+
+
+def changed_covariates(factual: dict, change: dict) -> dict:
+    if "findings" in change:
+        return {**factual, "findings": {**(factual.get("findings") or {}), **change["findings"]}}
+    return {**factual, **change}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="phantom-64", help="a diffusion model directory or shipped name")
+    parser.add_argument("--truth", default="data/bench-truth/truth-s3-n24-px64-d4.npz")
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(resolve_model(args.model))
+    data = np.load(args.truth, allow_pickle=False)
+    meta = json.loads(str(data["meta"]))
+    factual, truth = data["factual"], data["truth"]
+    print(f"model {args.model}, {len(factual)} subjects of {args.truth}, DDIM {args.steps} steps")
+    for column in COLUMNS:
+        j = meta["labels"].index(column)
+        rows = [s for s in range(len(factual)) if meta["changes"][s][j]]
+        before = [meta["covariates"][s] for s in rows]
+        after = [changed_covariates(c, meta["changes"][s][j]) for c, s in zip(before, rows, strict=True)]
+        noise = torch.randn(len(rows), 1, *factual.shape[1:], generator=torch.Generator().manual_seed(0))
+        a = model.sample(noise, model.encoder.encode(before), args.steps)
+        b = model.sample(noise, model.encoder.encode(after), args.steps)
+        sampled = ((b - a) / 2).numpy()[:, 0].reshape(len(rows), -1)  # model space [-1, 1] -> image [0, 1]
+        true = (truth[rows, j] - factual[rows]).reshape(len(rows), -1)
+        size = np.linalg.norm(sampled, axis=1) / np.linalg.norm(true, axis=1)
+        where = (np.abs(sampled) * np.abs(true)).sum(1) / (
+            np.linalg.norm(sampled, axis=1) * np.linalg.norm(true, axis=1)
+        )
+        print(f"{column:18s} n={len(rows):2d}  size {np.median(size):.2f}  where {np.median(where):.2f}")
+
+
+if __name__ == "__main__":
+    main()
