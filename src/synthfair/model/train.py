@@ -208,10 +208,10 @@ def train(
     # accelerate's register_for_checkpointing, which pickles it and unpickles it with weights_only=False
     # before writing: a refused run leaves `out` alone
     start, resumed = _resume(accelerator, out, resume, ema, unet)
-    multiplier = _load_multiplier(resumed, config)
+    loop = _Loop(config, dataset, order, model, unet, optimizer, schedule, accelerator, classifiers)
+    loop.multiplier = multiplier = _load_multiplier(resumed, config)
     if multiplier is not None and math.isnan(multiplier.target):  # elbo_margin: measured before any update
-        nelbo = _starting_elbo(config, dataset, order, model, unet, accelerator)
-        multiplier.target = nelbo + config.tuning.elbo_margin
+        multiplier.target = _starting_elbo(loop) + config.tuning.elbo_margin
     ema.to(accelerator.device)  # the shadow weights follow the model (load_state restores them on the CPU);
     # as in diffusers' examples, or ema.step() fails on a GPU
     if accelerator.is_main_process:
@@ -220,19 +220,7 @@ def train(
     seen, skipped, streak, clock = 0, 0, 0, time.perf_counter()
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     for step in range(start, end):
-        loss, updated = _step(
-            step,
-            config,
-            dataset,
-            order,
-            model,
-            unet,
-            optimizer,
-            schedule,
-            accelerator,
-            classifiers,
-            multiplier,
-        )
+        loss, updated = _step(loop, step)
         skipped += not updated
         streak = 0 if updated else streak + 1
         if streak >= SKIP_STREAK:  # the same on every process: the norm is all-reduced
@@ -270,28 +258,37 @@ def train(
     return TrainResult(out, end, start, final, rate, skipped, *constraint)
 
 
-def _step(
-    step,
-    config,
-    dataset,
-    order,
-    model,
-    unet,
-    optimizer,
-    schedule,
-    accelerator,
-    classifiers=None,
-    multiplier=None,
-) -> tuple[torch.Tensor, bool]:
+@dataclass
+class _Loop:
+    """What every step of a run uses, built once by `train`."""
+
+    config: TrainConfig
+    dataset: CacheDataset
+    order: Any  # dataset rows in drawing order (`oversampled`)
+    model: DiffusionModel | HVAEModel
+    unet: torch.nn.Module  # the model's network as accelerate prepared it
+    optimizer: Any
+    schedule: Any
+    accelerator: Accelerator
+    classifiers: Any = None  # counterfactual fine-tuning's frozen classifiers, or None
+    multiplier: finetune.Multiplier | None = None  # the ELBO constraint's, or None
+
+    def batch(self, step: int) -> tuple[torch.Tensor, list[dict[str, Any]], torch.Generator]:
+        """This process's images and covariates of ``step``, and the step's generator: pure functions of
+        (seed, step, rank)."""
+        config, rank, world = self.config, self.accelerator.process_index, self.accelerator.num_processes
+        rows = batch_indices(step, len(self.order), config.batch_size, config.seed, rank, world)
+        images, records = self.dataset.batch([int(self.order[i]) for i in rows])
+        return images, records, torch.Generator().manual_seed(_step_seed(config.seed, step, rank))
+
+
+def _step(loop: _Loop, step: int) -> tuple[torch.Tensor, bool]:
     """One optimizer step: (the batch's loss, whether the update was applied; see ``grad_skip``); an applied
-    update also moves the ELBO constraint's ``multiplier`` (`finetune.Multiplier`), if there is one."""
-    rank, world = accelerator.process_index, accelerator.num_processes
-    indices = [
-        int(order[i]) for i in batch_indices(step, len(order), config.batch_size, config.seed, rank, world)
-    ]
-    images, records = dataset.batch(indices)
+    update also moves the ELBO constraint's multiplier (`finetune.Multiplier`), if there is one."""
+    config, model, unet, accelerator = loop.config, loop.model, loop.unet, loop.accelerator
+    classifiers, multiplier, optimizer = loop.classifiers, loop.multiplier, loop.optimizer
+    images, records, generator = loop.batch(step)
     x0 = to_model_space(images).to(accelerator.device)
-    generator = torch.Generator().manual_seed(_step_seed(config.seed, step, rank))
     if model.kind == "hvae":
         tuned, nelbo = _hvae_loss(
             config, model, unet, classifiers, x0, images, records, generator, accelerator
@@ -316,7 +313,7 @@ def _step(
         if multiplier is not None:  # the same mean on every process: every process moves it alike
             mean = accelerator.reduce(nelbo.detach(), reduction="mean").item()
             multiplier.step(mean, config.tuning.lagrange_lr)
-    schedule.step()
+    loop.schedule.step()
     optimizer.zero_grad(set_to_none=True)
     return loss, updated
 
@@ -553,19 +550,17 @@ def _load_multiplier(checkpoint: Path | None, config: TrainConfig) -> finetune.M
     return finetune.Multiplier(float(target), float(value))
 
 
-def _starting_elbo(config, dataset, order, model, unet, accelerator) -> float:
+def _starting_elbo(loop: _Loop) -> float:
     """The starting model's mean negative ELBO on this run's first `finetune.ELBO_BATCHES` batches (the
     same on every process: averaged over them), for ``tuning.elbo_margin``."""
-    rank, world = accelerator.process_index, accelerator.num_processes
-    total = 0.0
+    device, total = loop.accelerator.device, 0.0
     for step in range(finetune.ELBO_BATCHES):
-        rows = batch_indices(step, len(order), config.batch_size, config.seed, rank, world)
-        images, records = dataset.batch([int(order[i]) for i in rows])
-        cond = model.encoder.encode(records).to(accelerator.device)
-        generator = torch.Generator().manual_seed(_step_seed(config.seed, step, rank))
+        images, records, generator = loop.batch(step)
         with torch.no_grad():
-            out = unet(to_model_space(images).to(accelerator.device), cond, generator)
-        total += accelerator.reduce(out["loss"].detach().float(), reduction="mean").item()
+            out = loop.unet(
+                to_model_space(images).to(device), loop.model.encoder.encode(records).to(device), generator
+            )
+        total += loop.accelerator.reduce(out["loss"].detach().float(), reduction="mean").item()
     return total / finetune.ELBO_BATCHES
 
 
