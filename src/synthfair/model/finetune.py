@@ -66,7 +66,7 @@ class TuningConfig:
     # or: the starting model's negative ELBO on this run's first batches (`ELBO_BATCHES`) plus this margin
     elbo_margin: float | None = None
     lagrange_lr: float = 1.0  # the multiplier's step per nat per pixel of violation
-    damping: float = 100.0  # the damped multiplier's stiffness (causal-gen: 100)
+    damping: float = 10.0  # the damped multiplier's stiffness (causal-gen's 100 froze the phantom's runs)
 
     def __post_init__(self) -> None:
         if self.weight < 0 or not 0 <= self.t_min < self.t_max:
@@ -94,7 +94,7 @@ class TuningConfig:
         if self.lagrange_lr < 0 or self.damping < 0:
             raise ConfigError(
                 f"tuning.lagrange_lr {self.lagrange_lr} and tuning.damping {self.damping} must be >= 0",
-                "use e.g. lagrange_lr 1.0, damping 100",
+                "use e.g. lagrange_lr 1.0, damping 10",
             )
 
     @property
