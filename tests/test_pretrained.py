@@ -62,6 +62,28 @@ def test_the_shipped_routes_are_the_ladder_configs_and_load():
         assert hashlib.sha256(weights.read_bytes()).hexdigest() in provenance, weights
 
 
+def test_no_shipped_record_names_a_path_of_the_machine_that_made_it():
+    """Records that travel in the wheel give paths as the PROVENANCE commands do (relative), never the
+    builder's absolute ones."""
+    import json
+
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    package = Path(__file__).resolve().parents[1] / "src" / "synthfair" / "pretrained"
+    absolute = [
+        (str(path.relative_to(package)), text)
+        for path in package.rglob("*.json")
+        for text in strings(json.loads(path.read_text()))
+        if text.startswith("/") and text.count("/") > 1
+    ]
+    assert not absolute
+
+
 def test_unknown_pretrained_name():
     with pytest.raises(SynthfairError, match="did you mean 'phantom-64'"):
         pretrained_path("phantom-46")

@@ -236,14 +236,9 @@ class CounterfactualEngine:
     def route(self, changed: Sequence[str], covariates: Mapping[str, Any] | None = None) -> str | None:
         """The route of a counterfactual whose covariates ``changed`` to ``covariates``: None for this
         engine's own model. A route of the new value (``view=LATERAL``) comes before the covariate's."""
-        routes, names = self.config.routes, set()
-        for name in changed:
-            value = (covariates or {}).get(name)
-            names.add(
-                routes.get(f"{name}={value}", routes.get(name))
-                if isinstance(value, str)
-                else routes.get(name)
-            )
+        routes, covariates = self.config.routes, covariates or {}
+        # keys of one value name categorical values only (`check_key`): other values fall to the covariate's
+        names = {routes.get(f"{name}={covariates.get(name)}") or routes.get(name) for name in changed}
         return names.pop() if len(names) == 1 and None not in names else None
 
     def to(self, device: str | torch.device) -> CounterfactualEngine:

@@ -162,7 +162,9 @@ def test_hvae_fine_tuning_under_an_elbo_constraint_resumes_exactly(cache, classi
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
     train(config, cache, tmp_path / "bad", stop_at=2)
-    (checkpoints(tmp_path / "bad")[-1] / MULTIPLIER_FILE).write_text('{"lagrange_multiplier": -3}')
+    (checkpoints(tmp_path / "bad")[-1] / MULTIPLIER_FILE).write_text(
+        '{"lagrange_multiplier": -3, "elbo_target": 1.0}'
+    )
     with pytest.raises(SynthfairError, match=r"multiplier.json: lagrange_multiplier -3 is not a finite"):
         train(config, cache, tmp_path / "bad", resume="latest")
     with pytest.raises(ConfigError, match="elbo_target .or elbo_margin. constrains an HVAE's ELBO"):

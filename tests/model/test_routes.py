@@ -49,6 +49,7 @@ def test_add_route_copies_the_model_and_keeps_the_other_settings(routed, hvae_ru
     settings = json.loads((routed / "engine.json").read_text())
     assert settings == {"steps": 6, "batch_size": 4, "routes": {"view": "hvae"}}
     assert route_dirs(routed) == [routed / "routes" / "hvae"]
+    assert (hvae_run / "model" / "scm").is_dir() and not (routed / "routes" / "hvae" / "scm").exists()
     assert (
         weights_file(route_dir(routed, "hvae")).read_bytes() == weights_file(hvae_run / "model").read_bytes()
     )

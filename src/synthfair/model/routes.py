@@ -27,7 +27,7 @@ from synthfair.errors import ConfigError
 from synthfair.fileio import write_json
 from synthfair.model.finetune import keep_digests
 from synthfair.model.registry import ENGINE_FILE, MODEL_FILE
-from synthfair.model.train import GUIDANCE_DIR
+from synthfair.model.train import GUIDANCE_DIR, SCM_DIR
 from synthfair.taxonomy import Taxonomy
 
 ROUTES_DIR = "routes"
@@ -87,7 +87,8 @@ def route_dirs(model_dir: str | Path) -> list[Path]:
 def add_route(model_dir: str | Path, name: str, source: str | Path, keys: Iterable[str]) -> Path:
     """Copy the image model of ``source`` into ``model_dir/routes/name`` and route ``keys`` (covariates, or
     ``covariate=value``) to it in ``model_dir``'s engine settings (other settings kept). The classifiers that
-    fine-tuned it are kept as their digests and subject records (`finetune.keep_digests`). Returns the
+    fine-tuned it are kept as their digests and subject records (`finetune.keep_digests`); its attribute SCM
+    is left out (the routed directory's own computes every counterfactual's covariates). Returns the
     route's directory."""
     model_dir, source = Path(model_dir), Path(source)
     if not (source / MODEL_FILE).is_file():
@@ -99,7 +100,7 @@ def add_route(model_dir: str | Path, name: str, source: str | Path, keys: Iterab
     target = model_dir / ROUTES_DIR / check_name(name)
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(source, target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(SCM_DIR))  # the main model's SCM decides
     for guide in sorted(p for p in (target / GUIDANCE_DIR).glob("*") if p.is_dir()):
         keep_digests(guide)  # the independence check needs their digests and subjects, not their weights
     settings_path = model_dir / ENGINE_FILE

@@ -341,8 +341,8 @@ def _hvae_loss(
     config, model, unet, classifiers, x0, images, records, generator, accelerator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(the classifiers' loss on the HVAE's actual counterfactuals of the batch, differentiated through
-    abduction and both decoder passes, times ``tuning.weight``: 0 without fine-tuning; the batch's negative
-    ELBO)."""
+    abduction and both decoder passes: 0 without fine-tuning; the batch's negative ELBO). `_step` weighs
+    them."""
     device = accelerator.device
     drop = torch.rand(x0.shape[0], len(model.encoder.groups), generator=generator) < config.cond_dropout
     cond = model.encoder.null(model.encoder.encode(records), drop).to(device)
@@ -528,12 +528,7 @@ def _load_multiplier(checkpoint: Path | None, config: TrainConfig) -> finetune.M
         if path.stat().st_size > 4096:
             raise ValueError("larger than 4 KiB")
         saved = json.loads(path.read_text())
-        value = saved["lagrange_multiplier"]
-        target = (
-            saved["elbo_target"]
-            if tuning.elbo_target is None
-            else saved.get("elbo_target", tuning.elbo_target)
-        )
+        value, target = saved["lagrange_multiplier"], saved["elbo_target"]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
         what = f"{type(err).__name__}: {err}"
         raise SynthfairError(f"{path}: no readable Lagrange multiplier ({what})", hint) from None
