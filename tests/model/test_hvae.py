@@ -289,3 +289,59 @@ def test_priors_read_the_latents_but_not_the_condition(trained):
     assert all(torch.equal(a, b) for a, b in zip(outputs[:n], outputs[n : 2 * n], strict=True))
     assert not torch.equal(outputs[1], outputs[2 * n + 1])  # the second prior reads the top latent
     assert not torch.equal(factual, other)  # the condition reaches the image through the generative path
+
+
+@pytest.fixture(scope="module")
+def mediated():
+    model = HVAEModel.create(HVAEConfig(**{**TINY_HVAE, "cond_prior": True}), seed=1)
+    _train(model, 30)
+    model.net.eval()
+    return model
+
+
+def _priors_and_latents(net, run):
+    """Each stochastic level's (p_loc, p_scale, z) while ``run()`` makes one top-down pass after abduction."""
+    seen = {"prior": [], "z": []}
+    hooks = []
+    for block in net.decoder:
+        if block.stochastic:
+            hooks.append(block.prior.register_forward_hook(lambda m, i, o: seen["prior"].append(o)))
+            hooks.append(
+                block.z_proj.register_forward_hook(
+                    lambda m, i, o, z=block.z_dim: seen["z"].append(i[0][:, :z])
+                )
+            )
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    out = []
+    for prior, z in zip(seen["prior"], seen["z"], strict=True):
+        k = z.shape[1]
+        out.append((prior[:, :k], prior[:, k : 2 * k].exp(), z))
+    return out
+
+
+def test_a_conditional_prior_reads_the_condition_and_keeps_the_null_exact(mediated):
+    x, cond = _images(), mediated.encoder.encode(RECORDS)
+    with torch.no_grad():
+        assert torch.equal(mediated.net.counterfactual(x, cond, cond.clone()), x)
+        zs = mediated.net.abduct(x, cond)
+        factual = _priors_and_latents(mediated.net, lambda: mediated.net.decode(zs, cond))
+        other = _priors_and_latents(mediated.net, lambda: mediated.net.decode(zs, cond.flip(0)))
+    assert not torch.equal(factual[0][0], other[0][0])  # the top prior's location moves with the condition
+
+
+def test_a_mediated_counterfactual_keeps_each_latents_exogenous_part(mediated):
+    """z_i = loc_i + scale_i e_i: the counterfactual pass re-derives every latent from its factual e_i under
+    the counterfactual prior, so the latents move (unlike the direct decode) and e_i stays."""
+    net, x = mediated.net, _images()
+    cond = mediated.encoder.encode(RECORDS)
+    with torch.no_grad():
+        factual = _priors_and_latents(net, lambda: net.abduct(x, cond))
+        cf = _priors_and_latents(net, lambda: net.counterfactual(x, cond, cond.flip(0)))[len(factual) :]
+    assert len(cf) == len(factual)
+    for (loc, scale, z), (loc_cf, scale_cf, z_cf) in zip(factual, cf, strict=True):
+        torch.testing.assert_close((z_cf - loc_cf) / scale_cf, (z - loc) / scale, atol=1e-4, rtol=1e-4)
+    assert not torch.equal(cf[0][2], factual[0][2])  # the top latent moved (a direct decode keeps it)

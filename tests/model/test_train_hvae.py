@@ -87,6 +87,29 @@ def test_init_from_an_hvae_run_and_refusals(cache, hvae_config, tmp_path):
         train(other, cache, tmp_path / "other")
 
 
+def test_init_from_may_turn_the_conditional_prior_on_but_not_off(cache, hvae_config, tmp_path):
+    train(hvae_config, cache, tmp_path / "base")
+    base = load_model(tmp_path / "base" / "model")
+    mediated = HVAEConfig(**{**TINY_HVAE, "cond_prior": True})
+    grown = dataclasses.replace(hvae_config, init_from=str(tmp_path / "base"), steps=2, hvae=mediated)
+    train(dataclasses.replace(grown, learning_rate=0.0), cache, tmp_path / "start")
+    start = load_model(tmp_path / "start" / "model")
+    # lr 0: the grown model is the source's weights plus the new zero weights, and computes the same images
+    new = {k for k in start.net.state_dict() if k not in base.net.state_dict()}
+    assert new and all(".prior_cond." in k for k in new)
+    assert all(torch.equal(start.net.state_dict()[k], v) for k, v in base.net.state_dict().items())
+    x, cond = torch.rand(2, 1, 16, 16) * 2 - 1, base.encoder.encode([{"sex": "female"}, {"sex": "male"}])
+    with torch.no_grad():
+        assert torch.equal(
+            start.net.counterfactual(x, cond, cond.flip(0)), base.net.counterfactual(x, cond, cond.flip(0))
+        )
+    train(grown, cache, tmp_path / "grown")
+    assert load_model(tmp_path / "grown" / "model").config.cond_prior
+    back = dataclasses.replace(grown, init_from=str(tmp_path / "grown"), hvae=HVAEConfig(**TINY_HVAE))
+    with pytest.raises(ConfigError, match="init_from .* they differ in cond_prior"):
+        train(back, cache, tmp_path / "back")
+
+
 def test_an_hvae_config_is_read_from_yaml_and_checked(tmp_path):
     from synthfair.model.diffusion import ModelConfig
 

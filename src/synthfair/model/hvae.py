@@ -7,6 +7,8 @@ Probabilistic Causal Models", ICML 2023); our own implementation of the design i
 - Decoder, from 1x1 up: a deterministic state ``h`` (nearest upsampling plus a learned bias per resolution)
   and a separate prior chain. Each block's prior p(z_i | z_<i) reads only the prior chain, never ``h`` or the
   covariates, so the latents are exogenous noise (causal-gen's ``q_correction=False``, no ``cond_prior``).
+  With ``cond_prior`` the priors also read the covariates, p(z_i | z_<i, pa) (causal-gen's "latent
+  mediator"): the latents then mediate part of the covariates' effect, and a counterfactual moves them too.
   The posterior q(z_i | z_<i, x, pa) reads ``h``, the covariate embedding and the encoder activation. The
   covariates (``ConditionEncoder`` vector -> Linear-SiLU-Linear embedding) enter every block's ``z_proj``,
   so they reach the generative path at every resolution. Blocks above ``z_max_res`` are deterministic
@@ -15,6 +17,9 @@ Probabilistic Causal Models", ICML 2023); our own implementation of the design i
 - Abduction: the posterior means of every stochastic level. Counterfactual: decode the abducted latents under
   the factual and the counterfactual covariates and carry the pixel noise ``u = (x - rec_loc) / rec_scale``
   across; the null intervention gives back the input exactly (causal-gen ``DSCM``, notes section 3.1).
+  With ``cond_prior`` each latent is the location-scale mechanism of its prior, z_i = p_loc_i + p_scale_i e_i:
+  its exogenous part ``e_i`` is abducted along the factual chain and kept while the chain is re-run under
+  the counterfactual covariates (the total effect; causal-gen mixes posterior and prior instead, notes 3.2).
 
 Size and speed of the default config (64x64, 6 levels, 9 stochastic layers): 1.25 M parameters. One
 training step (``elbo`` forward and backward, batch 32 of 64x64) measured once on 2 CPU cores shared with a
@@ -64,6 +69,9 @@ class HVAEConfig:
     bottleneck: int = 4  # residual block inner width = in_width // bottleneck
     cond_embed: int = 32  # the covariate vector goes through Linear-SiLU-Linear to this many channels
     beta: float = 3.0  # KL weight of the ELBO
+    # the priors read the covariates too: the latents mediate, and counterfactuals move them (total effect).
+    # Its weights start at zero, so a fine-tuning run may turn it on for a model trained without it
+    cond_prior: bool = False
     covariates: tuple[str, ...] = ()  # conditioning covariates; () = every covariate of the taxonomy
 
     def __post_init__(self) -> None:
@@ -179,6 +187,10 @@ class DecoderBlock(nn.Module):
         self.stochastic = res <= config.z_max_res
         self.prior = Block(width, mid, 2 * z + width, res, residual=False)
         nn.init.zeros_(self.prior.convs[-1].weight)  # the prior starts as N(0, 1) with no features
+        # cond_prior: the covariates added to the prior's input; zero at first, so the prior starts as without
+        self.prior_cond = nn.Conv2d(e, width, 1) if config.cond_prior else None
+        if self.prior_cond is not None:
+            nn.init.zeros_(self.prior_cond.weight)
         self.posterior = Block(2 * width + e, mid, 2 * z, res, residual=False) if self.stochastic else None
         self.z_proj = nn.Conv2d(z + e, width, 1)
         with torch.no_grad():
@@ -187,8 +199,11 @@ class DecoderBlock(nn.Module):
         # the next block's prior input; the top-most block has no next block
         self.z_feat_proj = nn.Conv2d(z + width, out_width, 1) if chain else None
 
-    def prior_params(self, chain: torch.Tensor) -> list[torch.Tensor]:
-        """[p_loc (B, z, r, r), p_logscale (B, z, r, r), p_feat (B, width, r, r)]."""
+    def prior_params(self, chain: torch.Tensor, pa: torch.Tensor) -> list[torch.Tensor]:
+        """[p_loc (B, z, r, r), p_logscale (B, z, r, r), p_feat (B, width, r, r)]; ``pa`` (B, E, r, r) is
+        read only with ``cond_prior``."""
+        if self.prior_cond is not None:
+            chain = chain + self.prior_cond(pa)
         return list(self.prior(chain).split([self.z_dim, self.z_dim, self.width], dim=1))
 
     def posterior_params(self, h: torch.Tensor, pa: torch.Tensor, act: torch.Tensor) -> list[torch.Tensor]:
@@ -198,7 +213,8 @@ class DecoderBlock(nn.Module):
     def update(
         self, h: torch.Tensor, z: torch.Tensor, p_feat: torch.Tensor, pa: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The next state ``h`` and the next prior-chain input (which sees z but not the covariates)."""
+        """The next state ``h`` and the next prior-chain input (which sees z, and the covariates only through
+        ``p_feat`` with ``cond_prior``)."""
         h = h + p_feat
         h = h + self.z_proj(torch.cat([z, pa], dim=1))
         h = self.block(h)
@@ -288,16 +304,20 @@ class HVAE(nn.Module):
         """The posterior means of every stochastic level, top first: [(B, z_dim, r, r), ...]."""
         return self._abduct(x, cond)[0]
 
-    def _abduct(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """(the posterior means, the decoder's final state with them: what ``decode(zs, cond)`` computes)."""
+    def _abduct(
+        self, x: torch.Tensor, cond: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+        """(the posterior means, each level's prior (loc, logscale) along them, the decoder's final state
+        with them: what ``decode(zs, cond)`` computes)."""
         self._check(x, cond)
-        acts, zs = self.encoder(x), []
+        acts, zs, priors = self.encoder(x), [], []
 
         def posterior_mean(k, block, h, pa, p_loc, p_logscale):
             zs.append(block.posterior_params(h, pa, acts[block.res])[0])
+            priors.append((p_loc, p_logscale))
             return zs[-1]
 
-        return zs, self._top_down(self.embed(cond), posterior_mean)
+        return zs, priors, self._top_down(self.embed(cond), posterior_mean)
 
     def decode(self, zs: list[torch.Tensor], cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The likelihood's (loc, logscale), each (B, 1, S, S), given every stochastic level's latent."""
@@ -311,16 +331,35 @@ class HVAE(nn.Module):
         return self._likelihood(self._top_down(self.embed(cond), lambda k, *_: zs[k]))
 
     def counterfactual(self, x: torch.Tensor, cond_f: torch.Tensor, cond_cf: torch.Tensor) -> torch.Tensor:
-        """``x`` under ``cond_cf`` instead of its factual ``cond_f``, keeping the abducted latents and pixel
-        noise; ``cond_cf`` equal to ``cond_f`` returns ``x`` exactly. Three passes: the encoder, the decoder
-        under ``cond_f`` (abduction; it also gives the reconstruction) and under ``cond_cf``."""
-        zs, h = self._abduct(x, cond_f)
+        """``x`` under ``cond_cf`` instead of its factual ``cond_f``, keeping the abducted latents (with
+        ``cond_prior``: their exogenous parts) and pixel noise; ``cond_cf`` equal to ``cond_f`` returns ``x``
+        exactly. Three passes: the encoder, the decoder under ``cond_f`` (abduction; it also gives the
+        reconstruction) and under ``cond_cf``."""
+        zs, priors, h = self._abduct(x, cond_f)
         rec_loc, rec_logscale = self._likelihood(h)
-        cf_loc, cf_logscale = self.decode(zs, cond_cf)
+        if self.config.cond_prior:
+            cf_loc, cf_logscale = self._likelihood(self._mediated(zs, priors, cond_cf))
+        else:
+            cf_loc, cf_logscale = self.decode(zs, cond_cf)
         rec_scale, cf_scale = rec_logscale.exp(), cf_logscale.exp()
         u = (x - rec_loc) / rec_scale  # the image's own noise under the factual model
         # x + differences (not cf_loc + cf_scale u): the differences are exactly 0 under the null intervention
         return (x + (cf_loc - rec_loc) + (cf_scale - rec_scale) * u).clamp(-1.0, 1.0)
+
+    def _mediated(
+        self, zs: list[torch.Tensor], priors: list[tuple[torch.Tensor, torch.Tensor]], cond_cf: torch.Tensor
+    ) -> torch.Tensor:
+        """The decoder's final state under ``cond_cf`` with every latent z_i = loc_i + scale_i e_i re-derived
+        from its factual exogenous part e_i = (z_i - loc_i) / scale_i under the counterfactual prior (loc_i*,
+        scale_i*), which reads the counterfactual latents above it. Written as z_i + differences, which are
+        exactly 0 under the null intervention."""
+
+        def moved(k, block, h, pa, p_loc, p_logscale):
+            loc, logscale = priors[k]
+            scale = logscale.exp()
+            return zs[k] + (p_loc - loc) + (p_logscale.exp() - scale) * ((zs[k] - loc) / scale)
+
+        return self._top_down(self.embed(cond_cf), moved)
 
     @torch.no_grad()
     def sample(
@@ -345,7 +384,7 @@ class HVAE(nn.Module):
                 h = F.interpolate(h, size=(r, r), mode="nearest") + self.bias[str(r)]
                 chain = F.interpolate(chain, size=(r, r), mode="nearest") + self.bias[str(r)]
             pa_r = pa[:, :, None, None].expand(-1, -1, r, r)  # (B, E, r, r)
-            p_loc, p_logscale, p_feat = block.prior_params(chain)
+            p_loc, p_logscale, p_feat = block.prior_params(chain, pa_r)
             if block.stochastic:
                 z = choose(k, block, h, pa_r, p_loc, p_logscale)
                 k += 1

@@ -424,18 +424,32 @@ def _init_weights(model: DiffusionModel | HVAEModel, source_dir: Path, config: T
             f"they {what}",
             "fine-tune with the model (or hvae) section of the run that made those weights",
         )
-    model.network.load_state_dict(source.network.state_dict())
+    state = source.network.state_dict()
+    # a switch turned on (GROWTH) adds zero-initialised weights: those, and only those, keep their start
+    added = set(model.network.state_dict()) - set(state)
+    missing, unexpected = model.network.load_state_dict(state, strict=False)
+    if set(missing) != added or unexpected:  # the architecture check above makes this a bug, not bad input
+        raise SynthfairError(
+            f"init_from {config.init_from}: weights missing {sorted(set(missing) - added)}, unexpected "
+            f"{sorted(unexpected)}",
+            "report this: the two configs should give the same network up to the switches turned on",
+        )
 
 
 # settings of the loss, not of the network: a fine-tuning run may change them (e.g. a larger KL weight)
 LOSS_SETTINGS = {"hvae": ("beta",), "diffusion": ()}
+# switches a fine-tuning run may turn on: they add weights that start at zero, so the start is the source's
+# function (e.g. priors that read the covariates)
+GROWTH = {"hvae": ("cond_prior",), "diffusion": ()}
 
 
 def _architecture_changes(source: ModelConfig | HVAEConfig, target: ModelConfig | HVAEConfig) -> list[str]:
-    """The fields of two configs of one model kind that differ, the loss's own settings left out."""
+    """The fields of two configs of one model kind that differ, the loss's own settings and the switches
+    turned on (off to on) left out."""
     kind = "hvae" if isinstance(target, HVAEConfig) else "diffusion"
     names = [f.name for f in fields(target) if f.name not in LOSS_SETTINGS[kind]]
-    return [name for name in names if getattr(source, name) != getattr(target, name)]
+    grown = {name for name in GROWTH[kind] if not getattr(source, name) and getattr(target, name)}
+    return [name for name in names if name not in grown and getattr(source, name) != getattr(target, name)]
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
