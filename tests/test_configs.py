@@ -1,4 +1,5 @@
-"""The presets in configs/: every file loads as a TrainConfig; each model has the size its comment states."""
+"""The presets in configs/: every file loads as a TrainConfig; each model has the size its comment states.
+The counterfactual ladder's configs in bench/ load too."""
 
 import re
 from pathlib import Path
@@ -14,6 +15,7 @@ from synthfair.taxonomy import load_taxonomy
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PRESETS = sorted(CONFIGS.glob("*.yaml"))
+LADDER = sorted((CONFIGS.parent / "bench").glob("ladder-*.yaml"))
 STATED = re.compile(r"(?:Denoiser|HVAE): ([\d.]+)M parameters")
 
 
@@ -48,6 +50,13 @@ def test_every_preset_loads(path):
     assert isinstance(config, TrainConfig)
     assert config.checkpoints_total_limit >= 2 and config.checkpoint_every < config.steps
     assert config.image_model.sample_size == int(re.search(r"(\d+)$", path.stem).group(1))
+
+
+@pytest.mark.parametrize("path", LADDER, ids=lambda p: p.stem)
+def test_every_ladder_config_loads_and_names_its_command(path):
+    config = load_train_config(path)
+    assert config.image_model.sample_size == 64 and config.checkpoint_every < config.steps
+    assert f"--config bench/{path.name}" in path.read_text()  # the command that trains it, in its comments
 
 
 @pytest.mark.parametrize("path", [p for p in PRESETS if p.stem.startswith("real")], ids=lambda p: p.stem)
