@@ -151,3 +151,35 @@ def test_a_missing_init_from_is_refused_before_any_work(cache, tiny_config, tmp_
     with pytest.raises(ConfigError, match=r"init_from: no model at .*phantom-base-64.*train the run"):
         train(config, cache, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_min_snr_weights_only_the_nearly_clean_steps_down():
+    from synthfair.model.diffusion import ModelConfig, build_scheduler
+    from synthfair.model.train import snr_weights
+
+    scheduler = build_scheduler(ModelConfig())
+    t = torch.tensor([0, 100, 500, 900, 999])
+    alpha_bar = scheduler.alphas_cumprod[t]
+    snr = alpha_bar / (1 - alpha_bar)
+    weights = snr_weights(scheduler, t, 5.0)
+    torch.testing.assert_close(weights, torch.where(snr > 5, 5 / snr, torch.ones_like(snr)))
+    assert weights[0] < 0.01 and weights[-1] == 1.0 and bool((weights[1:] >= weights[:-1]).all())
+
+
+def test_a_min_snr_run_trains_another_trajectory_and_is_refused_for_an_hvae(cache, tiny_config, tmp_path):
+    import dataclasses
+
+    from synthfair.errors import ConfigError
+    from synthfair.model.hvae import HVAEConfig
+
+    losses = {0.0: [], 5.0: []}
+    for gamma, seen in losses.items():
+        config = dataclasses.replace(tiny_config, steps=2, snr_gamma=gamma)
+        train(
+            config, cache, tmp_path / f"g{gamma}", on_step=lambda s, loss, rate, seen=seen: seen.append(loss)
+        )
+    assert all(0 < w < p for w, p in zip(losses[5.0], losses[0.0], strict=True))  # weights <= 1, some < 1
+    with pytest.raises(ConfigError, match="snr_gamma -1.0 is not a number >= 0"):
+        dataclasses.replace(tiny_config, snr_gamma=-1.0)
+    with pytest.raises(ConfigError, match="snr_gamma 5.0 weighs a diffusion model's noise levels"):
+        dataclasses.replace(tiny_config, snr_gamma=5.0, hvae=HVAEConfig())

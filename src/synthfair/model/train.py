@@ -102,6 +102,10 @@ class TrainConfig:
     # (synthfair.model.hvae; `model:` is then not used)
     hvae: HVAEConfig | None = None
     grad_skip: float = 0.0  # skip an update whose gradient norm exceeds this (0: never); HVAEs: e.g. 500
+    # diffusion: Min-SNR-gamma loss weighting (Hang et al., ICCV 2023), each image's noise error times
+    # min(SNR, gamma) / SNR: the nearly clean steps weigh less, the steps that decide the image's structure
+    # (and with it the covariates' effects) more; 0 = the plain denoising loss, 5 is the paper's value
+    snr_gamma: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
@@ -118,6 +122,13 @@ class TrainConfig:
             )
         if self.grad_skip < 0:
             raise ConfigError(f"grad_skip {self.grad_skip} is negative", "use 0 (never skip) or e.g. 500")
+        if not (math.isfinite(self.snr_gamma) and self.snr_gamma >= 0):
+            raise ConfigError(f"snr_gamma {self.snr_gamma} is not a number >= 0", "use 0 (off) or e.g. 5")
+        if self.hvae is not None and self.snr_gamma:
+            raise ConfigError(
+                f"snr_gamma {self.snr_gamma} weighs a diffusion model's noise levels; an HVAE has none",
+                "remove snr_gamma from this hvae: run",
+            )
         if self.hvae is None and self.tuning.constrained:
             raise ConfigError(
                 "tuning.elbo_target (or elbo_margin) constrains an HVAE's ELBO; a diffusion model has none",
@@ -330,11 +341,23 @@ def _diffusion_loss(
     xt = model.scheduler.add_noise(x0, noise, t)
     with accelerator.autocast():
         pred = denoise(unet, xt, t, cond, config.model.patch_size)
-    loss = torch.nn.functional.mse_loss(pred.float(), noise)
+    if config.snr_gamma:
+        errors = (pred.float() - noise).pow(2).mean(dim=(1, 2, 3))
+        loss = (errors * snr_weights(model.scheduler, t, config.snr_gamma)).mean()
+    else:
+        loss = torch.nn.functional.mse_loss(pred.float(), noise)
     if classifiers is not None:
         tuned = _tuning_loss(config, model, unet, classifiers, images, records, generator, accelerator)
         loss = loss + config.tuning.weight * tuned
     return loss
+
+
+def snr_weights(scheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma weights of an epsilon-prediction loss at timesteps ``t``: min(SNR, gamma) / SNR, with
+    SNR = alpha_bar / (1 - alpha_bar) (1 wherever SNR <= gamma)."""
+    alpha_bar = scheduler.alphas_cumprod.to(t.device)[t].float()
+    snr = alpha_bar / (1.0 - alpha_bar)
+    return snr.clamp(max=gamma) / snr
 
 
 def _hvae_loss(
