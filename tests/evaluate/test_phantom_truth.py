@@ -47,3 +47,26 @@ def test_scores_of_the_truth_of_doing_nothing_and_the_ceiling(procedural_phantom
         perfect.loc["+consolidation", "captured_draw"]
         <= perfect.loc["+consolidation", "captured_ceiling"] + 0.05
     )
+
+
+def test_captured_direct_leaves_out_subjects_whose_do_reaches_other_covariates():
+    """+cardiomegaly: subject 0's counterfactual adds the finding alone (a small local edit); subject 1's also
+    turns the view to AP through the SCM (a large global edit). A model that draws subject 0's heart exactly
+    and leaves subject 1 alone captures little by the error over both, all of the direct edit."""
+    from synthfair.evaluate.phantom_truth import ExactCounterfactuals
+
+    factual = np.zeros((2, 8, 8), np.float32)
+    truth = factual[:, None].copy()
+    truth[0, 0, 3:5, 3:5] = 0.2  # the heart: 4 pixels
+    truth[1, 0] = 0.5  # another view: every pixel
+    no_findings = {"cardiomegaly": 0, "pleural_effusion": 0}
+    covariates = [{"view": "PA", "findings": no_findings}] * 2
+    changes = [
+        [{"findings": {**no_findings, "cardiomegaly": 1}}],
+        [{"findings": {**no_findings, "cardiomegaly": 1}, "view": "AP"}],
+    ]
+    exact = ExactCounterfactuals(("+cardiomegaly",), factual, truth, covariates, changes)
+    model = np.stack([truth[0], factual[1][None]])
+    row = score(exact, model).iloc[0]
+    assert row["n"] == 2 and row["n_direct"] == 1
+    assert row["captured_direct"] == 1.0 and row["captured"] < 0.05

@@ -13,6 +13,10 @@ Per intervention, with intensities in [0, 1]:
   intervention mae_unchanged is 0 and mae_model measures what abduction loses.
 - ``cosine`` = mean cosine between the model's edit (model - factual) and the true edit (truth - factual),
   and ``magnitude`` = mean |model edit| / |true edit| (L2), over the subjects the intervention changes.
+- ``captured_direct`` = ``captured`` over the ``n_direct`` subjects whose exact counterfactual changes only
+  one covariate (each finding counted alone): the do()'s own edit. ``captured`` sums the error over all
+  subjects, so one subject whose do(finding) also changes the view through the SCM (a global edit, 50 times
+  a heart's in absolute error) can decide it; ``captured_direct`` says what the model does with the finding.
 - With ``draws`` > 0, the **identifiable ceiling**. Part of a counterfactual can be invisible in the factual
   image: where an effusion that appears would lie and how high it would rise, which lobe would consolidate
   (`Phantom.unidentified_traits`). No model can know it, so the exact counterfactual is one draw of a
@@ -145,6 +149,9 @@ def score(exact: ExactCounterfactuals, model: np.ndarray) -> pd.DataFrame:
         mae_model = float(np.abs(model[:, b] - truth).mean())
         mae_unchanged = float(np.abs(true_edit).mean())
         changed = np.abs(true_edit).reshape(len(truth), -1).max(axis=1) > 0
+        direct = changed & np.array(
+            [_changed_count(f, c[b]) == 1 for f, c in zip(exact.covariates, exact.changes, strict=True)]
+        )
         row = {
             "intervention": label,
             "n": int(changed.sum()),
@@ -153,6 +160,11 @@ def score(exact: ExactCounterfactuals, model: np.ndarray) -> pd.DataFrame:
             "captured": _captured(mae_model, mae_unchanged),
             "cosine": _cosine(edit[changed], true_edit[changed]),
             "magnitude": _magnitude(edit[changed], true_edit[changed]),
+            "n_direct": int(direct.sum()),
+            "captured_direct": _captured(
+                float(np.abs(model[direct, b] - truth[direct]).mean()) if direct.any() else 0.0,
+                float(np.abs(true_edit[direct]).mean()) if direct.any() else 0.0,
+            ),
         }
         if exact.median is not None:
             best = float(np.abs(exact.median[:, b] - truth).mean())
@@ -176,6 +188,19 @@ def compare_with_truth(
     exact = exact_counterfactuals(phantom, subjects, engine.size, interventions, draws)
     model = model_counterfactuals(engine, exact)
     return TruthComparison(score(exact, model), exact.factual, exact.truth, model, exact.labels)
+
+
+def _changed_count(factual: Mapping[str, Any], change: Mapping[str, Any]) -> int:
+    """How many covariates ``change`` (the phantom's changed covariates) moves away from ``factual``, each
+    finding counted alone."""
+    count = 0
+    for name, value in change.items():
+        if isinstance(value, Mapping):  # findings: one count per finding that differs
+            before = factual.get(name) or {}
+            count += sum(1 for k, v in value.items() if before.get(k) != v)
+        else:
+            count += 1
+    return count
 
 
 def _captured(mae: float, unchanged: float) -> float:
