@@ -15,7 +15,7 @@ Per intervention, with intensities in [0, 1]:
   and ``magnitude`` = mean |model edit| / |true edit| (L2), over the subjects the intervention changes.
 - ``captured_direct`` = ``captured`` over the ``n_direct`` subjects whose exact counterfactual changes only
   one covariate (each finding counted alone): the do()'s own edit. ``captured`` sums the error over all
-  subjects, so one subject whose do(finding) also changes the view through the SCM (a global edit, 50 times
+  subjects, so one subject whose do(finding) also changes the view through the SCM (a global edit, ~50 times
   a heart's in absolute error) can decide it; ``captured_direct`` says what the model does with the finding.
 - With ``draws`` > 0, the **identifiable ceiling**. Part of a counterfactual can be invisible in the factual
   image: where an effusion that appears would lie and how high it would rise, which lobe would consolidate
