@@ -46,7 +46,7 @@ def test_the_shipped_routes_are_the_ladder_configs_and_load():
     bench = CONFIGS.parent / "bench"
     made_by = {
         "diffusion-cft": {"train.yaml": "ladder-cft-f13.yaml"},
-        "hvae-cft": {"train-base.yaml": "ladder-hvae.yaml", "train.yaml": "ladder-hvae-cft.yaml"},
+        "hvae-cft": {"train-base.yaml": "ladder-hvae.yaml", "train.yaml": "ladder-hvae-lagrange.yaml"},
         "hvae-beta": {"train-base.yaml": "ladder-hvae.yaml", "train.yaml": "ladder-hvae-beta.yaml"},
     }
     assert set(made_by) == set(ROUTE_STAGES)

@@ -27,7 +27,7 @@ TRAIN_STAGES = ("train-base.yaml", "train-findings.yaml", TRAIN_CONFIG)
 # GUIDE_EPOCHS epochs on the first diffusion stage's subjects
 ROUTE_STAGES = {
     "diffusion-cft": ((TRAIN_CONFIG, None),),  # ladder row F15
-    "hvae-cft": (("train-base.yaml", 5000), (TRAIN_CONFIG, 500)),  # H1, then H2
+    "hvae-cft": (("train-base.yaml", 5000), (TRAIN_CONFIG, None)),  # H1, then H4
     "hvae-beta": (("train-base.yaml", 5000), (TRAIN_CONFIG, None)),  # H1, then H3
 }
 GUIDE_EPOCHS = 6
