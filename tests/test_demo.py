@@ -28,7 +28,7 @@ def test_demo_writes_source_grid_and_report(tmp_path):
     assert (result.index / "index.parquet").is_file() and (result.cache / "manifest.json").is_file()
     assert "## Index and training cache" in report
     assert result.truth_grid.is_file() and "## Model counterfactuals vs the phantom's exact" in report
-    assert "| age=85 |" in report
+    assert "| age=85 |" in report and "captured_direct" in report
     assert "## A generated release" in report and "sha256sum -c" in report
     assert (result.release / "manifest.json").is_file() and (result.release / "DATASET_CARD.md").is_file()
     assert (result.evaluation / "report.html").is_file() and "## Soundness of the demo release" in report

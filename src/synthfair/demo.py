@@ -665,7 +665,10 @@ def _routes_text(engine: EngineConfig) -> str:
 
 
 def _truth_section(result: DemoResult, comparison, config: DemoConfig) -> str:
-    columns = ["n", "captured", "captured_ceiling", "cosine", "cosine_ceiling", "magnitude"]
+    columns = [
+        *("n", "captured", "captured_ceiling", "cosine", "cosine_ceiling", "magnitude"),
+        *("n_direct", "captured_direct"),
+    ]
     table = comparison.table.set_index("intervention")[columns]
     origin = "retrained by this demo" if config.train else "shipped with the package"
     engine = _engine(result, config)
@@ -684,7 +687,8 @@ def _truth_section(result: DemoResult, comparison, config: DemoConfig) -> str:
         "captured = 1 - mean |model - truth| / mean |factual - truth| (1 exact, 0 doing nothing); cosine "
         "between the model's edit and the true edit; magnitude = |model edit| / |true edit|. The ceilings "
         "are what the factual image lets any model reach: where a finding appears and how severe it is are "
-        "not in the factual image (docs/evaluation.md).",
+        "not in the factual image (docs/evaluation.md). captured_direct: captured over the n_direct subjects "
+        "whose exact counterfactual changes only the intervened covariate (no change through the SCM).",
         "",
         *kit.markdown_table(table.round(4)),
         "",
