@@ -38,16 +38,19 @@ def test_the_shipped_training_stages_are_the_presets_and_chain():
 
 
 def test_the_shipped_routes_are_the_ladder_configs_and_load():
-    """Each route of phantom-64 holds the ladder configs that made it (docs/benchmarks.md rows F15, H1-H3),
-    the keys bench/routes.py chose, and loads as one engine with the main model."""
+    """Each route of phantom-64 holds the ladder configs that made it (docs/benchmarks.md rows F15, H1, H6,
+    H7), the keys bench/routes.py chose, and loads as one engine with the main model."""
     from synthfair.pretrained import ROUTE_STAGES
 
     path = pretrained_path("phantom-64")
     bench = CONFIGS.parent / "bench"
     made_by = {
         "diffusion-cft": {"train.yaml": "ladder-cft-f13.yaml"},
-        "hvae-cft": {"train-base.yaml": "ladder-hvae.yaml", "train.yaml": "ladder-hvae-lagrange.yaml"},
-        "hvae-beta": {"train-base.yaml": "ladder-hvae.yaml", "train.yaml": "ladder-hvae-beta.yaml"},
+        "hvae-mediator-cft": {
+            "train-base.yaml": "ladder-hvae.yaml",
+            "train-mediator.yaml": "ladder-hvae-mediator.yaml",
+            "train.yaml": "ladder-hvae-mediator-cft.yaml",
+        },
     }
     assert set(made_by) == set(ROUTE_STAGES)
     for name, stages in ROUTE_STAGES.items():
@@ -56,7 +59,8 @@ def test_the_shipped_routes_are_the_ladder_configs_and_load():
                 bench / made_by[name][config]
             ).read_text()
     engine = CounterfactualEngine.load(path)
-    assert set(engine.routes) == set(ROUTE_STAGES) and engine.config.routes["view=LATERAL"] == "hvae-cft"
+    assert set(engine.routes) == set(ROUTE_STAGES)
+    assert engine.config.routes["view=LATERAL"] == "hvae-mediator-cft"
     provenance = (path / "PROVENANCE.md").read_text()
     for weights in (path / "routes").glob("*/*/*.safetensors"):
         assert hashlib.sha256(weights.read_bytes()).hexdigest() in provenance, weights

@@ -27,8 +27,8 @@ TRAIN_STAGES = ("train-base.yaml", "train-findings.yaml", TRAIN_CONFIG)
 # GUIDE_EPOCHS epochs on the first diffusion stage's subjects
 ROUTE_STAGES = {
     "diffusion-cft": ((TRAIN_CONFIG, None),),  # ladder row F15
-    "hvae-cft": (("train-base.yaml", 5000), (TRAIN_CONFIG, None)),  # H1, then H4
-    "hvae-beta": (("train-base.yaml", 5000), (TRAIN_CONFIG, None)),  # H1, then H3
+    # H1, then H6 (latents that mediate), then H7 (counterfactual fine-tuning)
+    "hvae-mediator-cft": (("train-base.yaml", 5000), ("train-mediator.yaml", None), (TRAIN_CONFIG, None)),
 }
 GUIDE_EPOCHS = 6
 
