@@ -665,10 +665,8 @@ def _routes_text(engine: EngineConfig) -> str:
 
 
 def _truth_section(result: DemoResult, comparison, config: DemoConfig) -> str:
-    columns = [
-        *("n", "captured", "captured_ceiling", "cosine", "cosine_ceiling", "magnitude"),
-        *("n_direct", "captured_direct"),
-    ]
+    columns = ["n", "captured", "captured_ceiling", "cosine", "cosine_ceiling", "magnitude"]
+    columns += ["n_direct", "captured_direct"]  # the subjects whose do() changes nothing else
     table = comparison.table.set_index("intervention")[columns]
     origin = "retrained by this demo" if config.train else "shipped with the package"
     engine = _engine(result, config)

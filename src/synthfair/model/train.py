@@ -50,7 +50,7 @@ import yaml
 from accelerate import Accelerator
 from diffusers import UNet2DConditionModel
 from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
+from diffusers.training_utils import EMAModel, compute_snr
 
 import synthfair
 from synthfair.causal.scm import AttributeSCM
@@ -219,8 +219,10 @@ def train(
     # accelerate's register_for_checkpointing, which pickles it and unpickles it with weights_only=False
     # before writing: a refused run leaves `out` alone
     start, resumed = _resume(accelerator, out, resume, ema, unet)
-    loop = _Loop(config, dataset, order, model, unet, optimizer, schedule, accelerator, classifiers)
-    loop.multiplier = multiplier = _load_multiplier(resumed, config)
+    multiplier = _load_multiplier(resumed, config)
+    loop = _Loop(
+        config, dataset, order, model, unet, optimizer, schedule, accelerator, classifiers, multiplier
+    )
     if multiplier is not None and math.isnan(multiplier.target):  # elbo_margin: measured before any update
         multiplier.target = _starting_elbo(loop) + config.tuning.elbo_margin
     ema.to(accelerator.device)  # the shadow weights follow the model (load_state restores them on the CPU);
@@ -354,9 +356,8 @@ def _diffusion_loss(
 
 def snr_weights(scheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
     """Min-SNR-gamma weights of an epsilon-prediction loss at timesteps ``t``: min(SNR, gamma) / SNR, with
-    SNR = alpha_bar / (1 - alpha_bar) (1 wherever SNR <= gamma)."""
-    alpha_bar = scheduler.alphas_cumprod.to(t.device)[t].float()
-    snr = alpha_bar / (1.0 - alpha_bar)
+    diffusers' SNR = alpha_bar / (1 - alpha_bar) (1 wherever SNR <= gamma)."""
+    snr = compute_snr(scheduler, t)
     return snr.clamp(max=gamma) / snr
 
 
