@@ -2,6 +2,7 @@
 The counterfactual ladder's configs in bench/ load too."""
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,10 @@ def test_the_presets_are_there():
         "real-256",
         "real-512",
         "real-hvae-256",
+        "real-hvae-mediator-256",
         "real-hvae-cft-256",
         "real-hvae-512",
+        "real-hvae-mediator-512",
         "real-hvae-cft-512",
     }
     assert not [p for p in CONFIGS.iterdir() if p.suffix not in (".yaml", ".md")]
@@ -70,13 +73,18 @@ def test_gpu_presets_have_the_stated_size(path):
     assert count(net) == pytest.approx(stated_parameters(path), rel=0.05)
 
 
-def test_the_hvae_fine_tuning_presets_continue_their_base():
-    """Stage 2 fine-tunes stage 1's network (init_from) under the ELBO constraint, measured at its start."""
+def test_the_hvae_presets_are_the_shipped_routes_three_stages():
+    """As the phantom's H1 -> H6 -> H7: stage 2 turns on the conditional priors of stage 1's network, stage 3
+    fine-tunes stage 2's counterfactuals against training-time classifiers."""
     for size in (256, 512):
         base = load_train_config(CONFIGS / f"real-hvae-{size}.yaml")
+        mediator = load_train_config(CONFIGS / f"real-hvae-mediator-{size}.yaml")
         tuned = load_train_config(CONFIGS / f"real-hvae-cft-{size}.yaml")
-        assert tuned.hvae == base.hvae and tuned.init_from == f"runs/real-hvae-{size}"
-        assert tuned.tuning.classifiers and tuned.tuning.elbo_margin is not None
+        assert not base.hvae.cond_prior and base.tuning.classifiers is None
+        assert mediator.hvae == replace(base.hvae, cond_prior=True) and mediator.tuning.classifiers is None
+        assert mediator.init_from == f"runs/real-hvae-{size}"
+        assert tuned.hvae == mediator.hvae and tuned.init_from == f"runs/real-hvae-mediator-{size}"
+        assert tuned.tuning.classifiers and tuned.tuning.elbo_margin is None  # H7: no constraint
 
 
 @pytest.mark.parametrize("name", ["phantom-base-64", "phantom-findings-64", "phantom-64"])
