@@ -19,6 +19,7 @@ and sex reach the findings) stays with the primary model unless every covariate 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -40,9 +41,11 @@ from synthfair.phantom.simulator import Phantom, PhantomConfig
 
 def key_scores(model_dir, exact, columns: dict[str, str], args) -> pd.DataFrame:
     """Mean captured and cosine per route key (``columns``: intervention label -> key), cached in
-    ``--cache`` by the model's weights sha256 and the subjects."""
-    digest = sha256_file(weights_file(model_dir))
-    path = Path(args.cache) / f"routes-{digest[:16]}-s{args.seed}-n{args.subjects}.json"
+    ``--cache`` by the model's weights sha256, its engine settings and the subjects."""
+    settings = engine_settings(model_dir, "{}")
+    digest = sha256_file(weights_file(model_dir))[:16]
+    digest += hashlib.sha256(repr(settings).encode()).hexdigest()[:8]
+    path = Path(args.cache) / f"routes-{digest}-s{args.seed}-n{args.subjects}.json"
     if path.is_file():
         return pd.read_json(path, orient="split")
     table = _key_scores(model_dir, exact, columns)
@@ -51,7 +54,7 @@ def key_scores(model_dir, exact, columns: dict[str, str], args) -> pd.DataFrame:
 
 
 def _key_scores(model_dir, exact, columns: dict[str, str]) -> pd.DataFrame:
-    engine = CounterfactualEngine.load(model_dir, engine_settings(model_dir, "{}"))
+    engine = CounterfactualEngine.load(model_dir, engine_settings(model_dir, "{}"))  # engine.json's
     t = time.perf_counter()
     table = score(exact, model_counterfactuals(engine, exact))
     print(f"{model_dir}: {time.perf_counter() - t:.0f} s")

@@ -36,7 +36,9 @@ def test_the_presets_are_there():
         "phantom-findings-64",
         "phantom-64",
         "real-256",
+        "real-cft-256",
         "real-512",
+        "real-cft-512",
         "real-hvae-256",
         "real-hvae-mediator-256",
         "real-hvae-cft-256",
@@ -71,6 +73,16 @@ def test_gpu_presets_have_the_stated_size(path):
     with torch.device("meta"):
         net = build_unet(config.model, dim) if config.hvae is None else HVAE(config.hvae, dim)
     assert count(net) == pytest.approx(stated_parameters(path), rel=0.05)
+
+
+def test_the_diffusion_fine_tuning_presets_continue_their_base():
+    """As the phantom's F13 -> F15: the same network, fine-tuned against training-time classifiers."""
+    for size in (256, 512):
+        base = load_train_config(CONFIGS / f"real-{size}.yaml")
+        tuned = load_train_config(CONFIGS / f"real-cft-{size}.yaml")
+        assert tuned.model == base.model and tuned.init_from == f"runs/real-{size}"
+        assert tuned.oversample == base.oversample and tuned.batch_size == base.batch_size
+        assert tuned.tuning.classifiers == f"runs/guides-{size}" and tuned.tuning.weight == 0.02
 
 
 def test_the_hvae_presets_are_the_shipped_routes_three_stages():
