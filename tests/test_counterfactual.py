@@ -120,6 +120,12 @@ def test_factored_guidance_guides_only_the_groups_it_names(trained_run, samples)
     np.testing.assert_allclose(null.image, images[0], atol=1e-5)
 
 
+def test_guidance_of_a_group_the_model_does_not_have_is_refused(trained_run):
+    with pytest.raises(ConfigError, match=r"'sexx'.*did you mean 'sex'") as err:
+        CounterfactualEngine.load(trained_run, EngineConfig(steps=5, group_guidance={"sexx": 3.0}))
+    assert "groups: age, sex" in err.value.hint
+
+
 def test_skip_keeps_more_of_the_image_and_the_null_exact(trained_run, samples):
     images, factuals = samples
     dos = [_flip(f) for f in factuals]

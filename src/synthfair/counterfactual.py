@@ -51,7 +51,7 @@ import torch
 
 from synthfair.causal.scm import AttributeSCM
 from synthfair.config import dataclass_from_dict
-from synthfair.errors import ConfigError, SynthfairError
+from synthfair.errors import ConfigError, SynthfairError, did_you_mean
 from synthfair.model.diffusion import DiffusionModel, Reference, resolve_model, to_image_space, to_model_space
 from synthfair.model.registry import ENGINE_FILE, load_model
 from synthfair.model.routes import check_key, check_name, route_dir
@@ -189,6 +189,8 @@ class CounterfactualEngine:
         self.config = config or EngineConfig()
         if model.kind == "hvae":
             _check_hvae_settings(self.config)
+        else:
+            _check_groups(self.config, model.encoder.names)
         self.routes = dict(routes or {})  # route name -> its engine (no SCM: the covariates are ours)
         _check_routes(self.config, self.routes, model)
         self.model.network.eval()
@@ -417,6 +419,17 @@ def _check_hvae_settings(config: EngineConfig) -> None:
             "HVAE model (its counterfactual is abduction and one decoder pass: no steps, guidance or masks)",
             "leave them out; only batch_size applies",
         )
+
+
+def _check_groups(config: EngineConfig, names: Sequence[str]) -> None:
+    """Per-group guidance scales name the model's conditioning groups: a misspelt group would be ignored."""
+    for group in config.group_guidance:
+        if group not in names:
+            raise ConfigError(
+                f"group_guidance names {group!r}, not a conditioning group of this model"
+                f"{did_you_mean(group, names)}",
+                f"groups: {', '.join(names)}",
+            )
 
 
 def _check_routes(config: EngineConfig, routes: Mapping[str, CounterfactualEngine], model) -> None:
