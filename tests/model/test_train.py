@@ -166,20 +166,46 @@ def test_min_snr_weights_only_the_nearly_clean_steps_down():
     assert weights[0] < 0.01 and weights[-1] == 1.0 and bool((weights[1:] >= weights[:-1]).all())
 
 
-def test_a_min_snr_run_trains_another_trajectory_and_is_refused_for_an_hvae(cache, tiny_config, tmp_path):
+def test_truncated_snr_weights_the_noisiest_steps_up_to_the_cap():
+    from synthfair.model.diffusion import ModelConfig, build_scheduler
+    from synthfair.model.train import snr_weights
+
+    scheduler = build_scheduler(ModelConfig())
+    t = torch.arange(0, 1000, 7)
+    alpha_bar = scheduler.alphas_cumprod[t]
+    snr = alpha_bar / (1 - alpha_bar)
+    weights = snr_weights(scheduler, t, floor=1.0, cap=20.0)
+    expected = torch.where(snr >= 1, torch.ones_like(snr), (1 / snr).clamp(max=20.0))
+    torch.testing.assert_close(weights, expected)
+    assert weights.max() == 20.0 and bool((weights[1:] >= weights[:-1]).all())  # noisier: never lighter
+    # on the clean image's error (weight x SNR): at least the floor until the cap, never more than plain above
+    on_image = weights * snr
+    assert bool((on_image[snr >= 1.0 / 20.0] >= 1.0 - 1e-5).all())
+    both = snr_weights(scheduler, t, gamma=5.0, floor=1.0, cap=20.0)  # Min-SNR and the floor together
+    torch.testing.assert_close(both, (snr.clamp(1.0, 5.0) / snr).clamp(max=20.0))
+
+
+def test_snr_weighted_runs_train_other_trajectories_and_are_refused_for_an_hvae(cache, tiny_config, tmp_path):
     import dataclasses
 
     from synthfair.errors import ConfigError
     from synthfair.model.hvae import HVAEConfig
 
-    losses = {0.0: [], 5.0: []}
-    for gamma, seen in losses.items():
-        config = dataclasses.replace(tiny_config, steps=2, snr_gamma=gamma)
-        train(
-            config, cache, tmp_path / f"g{gamma}", on_step=lambda s, loss, rate, seen=seen: seen.append(loss)
-        )
-    assert all(0 < w < p for w, p in zip(losses[5.0], losses[0.0], strict=True))  # weights <= 1, some < 1
+    losses = {"plain": [], "min-snr": [], "floor": []}
+    settings = {"plain": {}, "min-snr": {"snr_gamma": 5.0}, "floor": {"snr_floor": 1.0}}
+    for name, seen in losses.items():
+        config = dataclasses.replace(tiny_config, steps=2, **settings[name])
+        train(config, cache, tmp_path / name, on_step=lambda s, loss, rate, seen=seen: seen.append(loss))
+    plain = losses["plain"]
+    assert all(0 < w < p for w, p in zip(losses["min-snr"], plain, strict=True))  # weights <= 1, some < 1
+    assert all(w > p for w, p in zip(losses["floor"], plain, strict=True))  # weights >= 1, some > 1
     with pytest.raises(ConfigError, match="snr_gamma -1.0 is not a number >= 0"):
         dataclasses.replace(tiny_config, snr_gamma=-1.0)
     with pytest.raises(ConfigError, match="snr_gamma 5.0 weighs a diffusion model's noise levels"):
         dataclasses.replace(tiny_config, snr_gamma=5.0, hvae=HVAEConfig())
+    with pytest.raises(ConfigError, match="snr_floor 1.0 weighs a diffusion model's noise levels"):
+        dataclasses.replace(tiny_config, snr_floor=1.0, hvae=HVAEConfig())
+    with pytest.raises(ConfigError, match="snr_floor 6.0 is above snr_gamma 5.0"):
+        dataclasses.replace(tiny_config, snr_gamma=5.0, snr_floor=6.0)
+    with pytest.raises(ConfigError, match="snr_weight_cap 0.5 is below 1"):
+        dataclasses.replace(tiny_config, snr_weight_cap=0.5)

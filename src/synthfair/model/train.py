@@ -102,10 +102,16 @@ class TrainConfig:
     # (synthfair.model.hvae; `model:` is then not used)
     hvae: HVAEConfig | None = None
     grad_skip: float = 0.0  # skip an update whose gradient norm exceeds this (0: never); HVAEs: e.g. 500
-    # diffusion: Min-SNR-gamma loss weighting (Hang et al., ICCV 2023), each image's noise error times
-    # min(SNR, gamma) / SNR: the nearly clean steps weigh less, the steps that decide the image's structure
-    # (and with it the covariates' effects) more; 0 = the plain denoising loss, 5 is the paper's value
+    # diffusion: loss weighting by noise level. Counted on the clean image, the plain denoising loss weighs
+    # each step's error by its SNR, so the noisiest steps, where only the covariates say what the image holds,
+    # hardly count. Min-SNR-gamma (Hang et al., ICCV 2023) caps that weight at snr_gamma (the nearly clean
+    # steps weigh less; 5 is the paper's value); snr_floor raises it to at least snr_floor (Salimans and Ho's
+    # truncated SNR weighting, ICLR 2022, at 1: the noisiest steps count as much as the middle ones). On
+    # the noise error: clamp(SNR, snr_floor, snr_gamma) / SNR, at most snr_weight_cap (a noise-predicting
+    # network cannot be asked for the clean image as SNR -> 0). 0 = off.
     snr_gamma: float = 0.0
+    snr_floor: float = 0.0
+    snr_weight_cap: float = 20.0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
@@ -122,13 +128,22 @@ class TrainConfig:
             )
         if self.grad_skip < 0:
             raise ConfigError(f"grad_skip {self.grad_skip} is negative", "use 0 (never skip) or e.g. 500")
-        if not (math.isfinite(self.snr_gamma) and self.snr_gamma >= 0):
-            raise ConfigError(f"snr_gamma {self.snr_gamma} is not a number >= 0", "use 0 (off) or e.g. 5")
-        if self.hvae is not None and self.snr_gamma:
+        for name, example in (("snr_gamma", 5), ("snr_floor", 1)):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} {value} is not a number >= 0", f"use 0 (off) or e.g. {example}")
+            if self.hvae is not None and value:
+                raise ConfigError(
+                    f"{name} {value} weighs a diffusion model's noise levels; an HVAE has none",
+                    f"remove {name} from this hvae: run",
+                )
+        if self.snr_gamma and self.snr_floor > self.snr_gamma:
             raise ConfigError(
-                f"snr_gamma {self.snr_gamma} weighs a diffusion model's noise levels; an HVAE has none",
-                "remove snr_gamma from this hvae: run",
+                f"snr_floor {self.snr_floor} is above snr_gamma {self.snr_gamma}: no weight is both",
+                "use a floor below the cap, e.g. snr_floor 1 and snr_gamma 5",
             )
+        if not self.snr_weight_cap >= 1:  # NaN fails too
+            raise ConfigError(f"snr_weight_cap {self.snr_weight_cap} is below 1", "use e.g. 20")
         if self.hvae is None and self.tuning.constrained:
             raise ConfigError(
                 "tuning.elbo_target (or elbo_margin) constrains an HVAE's ELBO; a diffusion model has none",
@@ -343,9 +358,10 @@ def _diffusion_loss(
     xt = model.scheduler.add_noise(x0, noise, t)
     with accelerator.autocast():
         pred = denoise(unet, xt, t, cond, config.model.patch_size)
-    if config.snr_gamma:
+    if config.snr_gamma or config.snr_floor:
         errors = (pred.float() - noise).pow(2).mean(dim=(1, 2, 3))
-        loss = (errors * snr_weights(model.scheduler, t, config.snr_gamma)).mean()
+        weights = snr_weights(model.scheduler, t, config.snr_gamma, config.snr_floor, config.snr_weight_cap)
+        loss = (errors * weights).mean()
     else:
         loss = torch.nn.functional.mse_loss(pred.float(), noise)
     if classifiers is not None:
@@ -354,11 +370,15 @@ def _diffusion_loss(
     return loss
 
 
-def snr_weights(scheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Min-SNR-gamma weights of an epsilon-prediction loss at timesteps ``t``: min(SNR, gamma) / SNR, with
-    diffusers' SNR = alpha_bar / (1 - alpha_bar) (1 wherever SNR <= gamma)."""
+def snr_weights(
+    scheduler, t: torch.Tensor, gamma: float = 0.0, floor: float = 0.0, cap: float = 20.0
+) -> torch.Tensor:
+    """Weights of an epsilon-prediction loss at timesteps ``t``: clamp(SNR, floor, gamma) / SNR (a bound of 0
+    is none), at most ``cap``, with diffusers' SNR = alpha_bar / (1 - alpha_bar). Min-SNR-gamma: 1 wherever
+    SNR <= gamma; truncated SNR (floor 1): 1 wherever SNR >= 1, 1 / SNR below."""
     snr = compute_snr(scheduler, t)
-    return snr.clamp(max=gamma) / snr
+    weighted = snr.clamp(min=floor or None, max=gamma or None)
+    return (weighted / snr).clamp(max=cap)
 
 
 def _hvae_loss(
