@@ -54,7 +54,7 @@ def key_scores(model_dir, exact, columns: dict[str, str], args) -> pd.DataFrame:
 
 
 def _key_scores(model_dir, exact, columns: dict[str, str]) -> pd.DataFrame:
-    engine = CounterfactualEngine.load(model_dir, engine_settings(model_dir, "{}"))  # engine.json's
+    engine = CounterfactualEngine.load(model_dir, engine_settings(model_dir, "{}"))
     t = time.perf_counter()
     table = score(exact, model_counterfactuals(engine, exact))
     print(f"{model_dir}: {time.perf_counter() - t:.0f} s")

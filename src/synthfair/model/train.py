@@ -108,7 +108,7 @@ class TrainConfig:
     # steps weigh less; 5 is the paper's value); snr_floor raises it to at least snr_floor (Salimans and Ho's
     # truncated SNR weighting, ICLR 2022, at 1: the noisiest steps count as much as the middle ones). On
     # the noise error: clamp(SNR, snr_floor, snr_gamma) / SNR, at most snr_weight_cap (a noise-predicting
-    # network cannot be asked for the clean image as SNR -> 0). 0 = off.
+    # network cannot be asked for the clean image as SNR -> 0). snr_gamma, snr_floor 0: off.
     snr_gamma: float = 0.0
     snr_floor: float = 0.0
     snr_weight_cap: float = 20.0
