@@ -22,6 +22,8 @@ import torch
 from scipy import ndimage
 
 from counterfactual import first_subjects, load_truth
+from sampling_edits import changed_covariates
+from synthfair.evaluate.phantom_truth import changed_count
 from synthfair.model.diffusion import Reference, resolve_model, to_image_space, to_model_space
 from synthfair.model.registry import load_model
 from synthfair.phantom.simulator import Phantom, PhantomConfig
@@ -52,13 +54,6 @@ def masked_counterfactual(model, image, before, after, mask, guidance: float, st
     return np.asarray(to_image_space(model.replay(maps, cond_cf, refs, mask))).reshape(image.shape)
 
 
-def alone(change: dict, factual: dict, finding: str) -> bool:
-    if set(change) != {"findings"}:
-        return False
-    before = factual.get("findings") or {}
-    return [k for k, v in change["findings"].items() if v != before.get(k)] == [finding]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="phantom-64", help="a diffusion model directory or shipped name")
@@ -80,12 +75,14 @@ def main() -> None:
     print(f"model {args.model}, seed-{args.seed} subjects whose counterfactual changes the finding alone")
     for finding in REGIONS:
         b = exact.labels.index(f"+{finding}")
-        rows = [s for s in range(len(subjects)) if alone(exact.changes[s][b], exact.covariates[s], finding)]
+        rows = [
+            s for s in range(len(subjects)) if changed_count(exact.covariates[s], exact.changes[s][b]) == 1
+        ]
         for scale in (float(g) for g in args.guidance.split(",")):
             start, err_model, err_unchanged, cosines, sizes = time.perf_counter(), 0.0, 0.0, [], []
             for s in rows:
                 before = exact.covariates[s]
-                after = {**before, "findings": {**before["findings"], **exact.changes[s][b]["findings"]}}
+                after = changed_covariates(before, exact.changes[s][b])
                 mask = region(phantom, subjects[s], before, finding, size)
                 out = masked_counterfactual(
                     model, exact.factual[s], before, after, mask, scale, args.steps, s

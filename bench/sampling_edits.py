@@ -26,15 +26,17 @@ import json
 import numpy as np
 import torch
 
-from synthfair.model.diffusion import resolve_model
+from synthfair.evaluate.phantom_truth import changed_count
+from synthfair.model.diffusion import resolve_model, to_model_space
 from synthfair.model.registry import load_model
 
 COLUMNS = ("+cardiomegaly", "+pleural_effusion", "+consolidation", "sex=female", "view=LATERAL")
 
 
 def changed_covariates(factual: dict, change: dict) -> dict:
+    """``factual`` with the exact counterfactual's changes (findings merged label by label)."""
     if "findings" in change:
-        return {**factual, "findings": {**(factual.get("findings") or {}), **change["findings"]}}
+        return {**factual, **change, "findings": {**(factual.get("findings") or {}), **change["findings"]}}
     return {**factual, **change}
 
 
@@ -71,17 +73,11 @@ def main() -> None:
     print(f"one step: cosine / size of the clean-image prediction's edit at t = {timesteps}")
     for column in COLUMNS:
         j = meta["labels"].index(column)
-        rows = [s for s in range(len(factual)) if _alone(meta["changes"][s][j], meta["covariates"][s])]
+        rows = [
+            s for s in range(len(factual)) if changed_count(meta["covariates"][s], meta["changes"][s][j]) == 1
+        ]
         cells = [one_step_edits(model, factual, truth[:, j], meta, j, rows, t) for t in timesteps]
         print(f"{column:18s} n={len(rows):2d}  " + "  ".join(f"{c:.2f} / {s:.2f}" for c, s in cells))
-
-
-def _alone(change: dict, factual: dict) -> bool:
-    """The exact counterfactual changes one covariate (one finding)."""
-    if "findings" in change:
-        before = factual.get("findings") or {}
-        return len(change) == 1 and sum(v != before.get(k) for k, v in change["findings"].items()) == 1
-    return len(change) == 1
 
 
 def one_step_edits(model, factual, truth, meta, j: int, rows: list[int], t: int, draws: int = 4):
@@ -89,7 +85,7 @@ def one_step_edits(model, factual, truth, meta, j: int, rows: list[int], t: int,
     before = [meta["covariates"][s] for s in rows]
     after = [changed_covariates(c, meta["changes"][s][j]) for c, s in zip(before, rows, strict=True)]
     cond = torch.cat([model.encoder.encode(before), model.encoder.encode(after)])
-    x0 = torch.from_numpy(factual[rows])[:, None] * 2 - 1
+    x0 = to_model_space(torch.from_numpy(factual[rows])[:, None])
     alpha = model.scheduler.alphas_cumprod[t]
     true = (truth[rows] - factual[rows]).reshape(len(rows), -1)
     generator = torch.Generator().manual_seed(t)

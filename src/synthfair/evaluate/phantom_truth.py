@@ -150,7 +150,7 @@ def score(exact: ExactCounterfactuals, model: np.ndarray) -> pd.DataFrame:
         mae_unchanged = float(np.abs(true_edit).mean())
         changed = np.abs(true_edit).reshape(len(truth), -1).max(axis=1) > 0
         direct = changed & np.array(
-            [_changed_count(f, c[b]) == 1 for f, c in zip(exact.covariates, exact.changes, strict=True)]
+            [changed_count(f, c[b]) == 1 for f, c in zip(exact.covariates, exact.changes, strict=True)]
         )
         row = {
             "intervention": label,
@@ -190,7 +190,7 @@ def compare_with_truth(
     return TruthComparison(score(exact, model), exact.factual, exact.truth, model, exact.labels)
 
 
-def _changed_count(factual: Mapping[str, Any], change: Mapping[str, Any]) -> int:
+def changed_count(factual: Mapping[str, Any], change: Mapping[str, Any]) -> int:
     """How many covariates ``change`` (the phantom's changed covariates) moves away from ``factual``, each
     finding counted alone."""
     count = 0
