@@ -48,13 +48,13 @@ def key_scores(model_dir, exact, columns: dict[str, str], args) -> pd.DataFrame:
     path = Path(args.cache) / f"routes-{digest}-s{args.seed}-n{args.subjects}.json"
     if path.is_file():
         return pd.read_json(path, orient="split")
-    table = _key_scores(model_dir, exact, columns)
+    table = _key_scores(model_dir, settings, exact, columns)
     table.to_json(path, orient="split")
     return table
 
 
-def _key_scores(model_dir, exact, columns: dict[str, str]) -> pd.DataFrame:
-    engine = CounterfactualEngine.load(model_dir, engine_settings(model_dir, "{}"))
+def _key_scores(model_dir, settings, exact, columns: dict[str, str]) -> pd.DataFrame:
+    engine = CounterfactualEngine.load(model_dir, settings)
     t = time.perf_counter()
     table = score(exact, model_counterfactuals(engine, exact))
     print(f"{model_dir}: {time.perf_counter() - t:.0f} s")
